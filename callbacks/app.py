@@ -1,0 +1,145 @@
+"""The ASGI application: the route table, start-up and shut-down, health and metrics.
+
+Every callback route goes to :meth:`callbacks.receiver.Receiver.handle`; read that to follow a
+request. ``create_app`` returns a plain Starlette app, so it can run on its own (``callbacks
+serve``) or be mounted inside another Starlette/FastAPI application (see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from callbacks import metrics
+from callbacks.config import Config, RouteConfig
+from callbacks.dispatcher import Dispatcher
+from callbacks.handlers import Handlers, load_handlers
+from callbacks.keyfile import KeyFile
+from callbacks.live_keys import LiveKeys
+from callbacks.receiver import Receiver, json_response
+from callbacks.store import Store, StoreUnavailable, open_store
+
+log = structlog.get_logger("avatar_callbacks.app")
+
+_HTTP_REASONS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def create_app(
+    config: Config,
+    *,
+    handlers: Handlers | None = None,
+    store: Store | None = None,
+    keys: KeyFile | None = None,
+    clock: Callable[[], float] = time.time,
+    dispatch: bool | None = None,
+) -> Starlette:
+    """Build the receiver for ``config``.
+
+    ``handlers`` defaults to the registries named in the config; ``store`` to the one at
+    ``store.url``; ``keys`` to the key file named in the config (read at start, then watched).
+    ``dispatch=False`` stores callbacks without delivering them (e.g. when handlers run elsewhere).
+    """
+    if handlers is None:
+        handlers = load_handlers(config.handler_modules)
+    base_dir = Path(config.source).parent if config.source.endswith(".toml") else None
+    store = store if store is not None else open_store(config.store.url, base_dir=base_dir)
+    live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
+    run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
+    dispatcher = (
+        Dispatcher(store, handlers, {r.name: r for r in config.routes}, config.dispatch, clock=clock)
+        if run_dispatcher
+        else None
+    )
+    receiver = Receiver(config, store, live_keys, dispatcher, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if keys is None:
+            live_keys.load()
+            live_keys.start_watching()
+        else:
+            live_keys.use(keys)
+        if config.store.url.startswith("sqlite://"):
+            await store.upgrade()  # embedded: the schema comes with the file
+        else:
+            await store.open()
+        await store.recover()
+        if dispatcher is not None:
+            dispatcher.start()
+        log.info(
+            "receiver_started",
+            routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
+            handlers=len(handlers),
+        )
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
+            await live_keys.stop_watching()
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        return json_response(200, {"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not live_keys.loaded:
+            return json_response(503, {"status": "unavailable", "reason": "keys_not_loaded"})
+        try:
+            await store.ping()
+        except StoreUnavailable:
+            return json_response(503, {"status": "unavailable", "reason": "store_unavailable"})
+        return json_response(200, {"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        try:
+            metrics.INBOX_DEPTH.set(await store.inbox_depth())
+        except StoreUnavailable:
+            pass
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    routes += [Route(r.path, _endpoint(receiver, r), methods=["POST"]) for r in config.routes]
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+    )
+    app.state.receiver = receiver
+    return app
+
+
+def _endpoint(receiver: Receiver, route: RouteConfig) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await receiver.handle(request, route)
+
+    endpoint.__name__ = f"callback_{route.name}"
+    return endpoint
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    reason = _HTTP_REASONS.get(exc.status_code, "http_error")
+    response = json_response(exc.status_code, {"ok": False, "reason": reason})
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response

@@ -1,0 +1,203 @@
+"""The ``callbacks`` command line: serve, db, and the operator commands.
+
+Exit codes: 0 ok, 1 the operation failed, 2 usage error (click's own). Every command finds the
+config the same way: ``--config``, else ``CALLBACKS_CONFIG``, else the development setup in
+``./.avatar-callbacks/`` if there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from callbacks.config import CONFIG_ENV, Config, ConfigError, load_config
+from callbacks.devsetup import DEV_CONFIG, ensure_dev_setup
+from callbacks.keyfile import KeyFileError
+from callbacks.store import Store, StoreUnavailable, open_store
+
+CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
+
+
+def fail(message: str) -> NoReturn:
+    """Report a failed operation (exit 1) in one clear line on stderr."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def resolve_config_path(path: str | None) -> Path | None:
+    if path:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if DEV_CONFIG.exists():
+        return DEV_CONFIG
+    return None
+
+
+def load_config_or_fail(path: str | None) -> Config:
+    resolved = resolve_config_path(path)
+    if resolved is None:
+        fail(
+            "no config: pass --config PATH, set CALLBACKS_CONFIG, or run `callbacks serve` once "
+            "to create the development setup"
+        )
+    try:
+        return load_config(resolved.resolve())
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def config_dir(config: Config) -> Path:
+    return Path(config.source).parent
+
+
+def store_for(config: Config) -> Store:
+    return open_store(config.store.url, base_dir=config_dir(config))
+
+
+def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:
+    """Open the store, run ``await operation(store)``, close it; store errors exit 1."""
+
+    async def main() -> Any:
+        store = store_for(config)
+        try:
+            if upgrade:
+                await store.upgrade()
+            else:
+                await store.open()
+            return await operation(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except StoreUnavailable as exc:
+        fail(str(exc))
+
+
+config_option = click.option(
+    "--config", "config_path", metavar="PATH", default=None, help=CONFIG_HELP
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="avatar-callbacks")
+def main() -> None:
+    """Receive, verify and deliver SenseTime SoftSugar and Huawei MetaStudio callbacks.
+
+    \b
+    Start here:
+      callbacks serve                      # development setup, no config needed
+      callbacks simulate sensetime         # send it a correctly signed callback
+      callbacks events list                # what arrived, and what the handlers did
+    """
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Interface to bind (overrides [server] host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to bind.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes.")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the receiver.
+
+    With no config at all, creates and runs a development setup in ./.avatar-callbacks/
+    (SQLite, generated keys, one SenseTime and one MetaStudio route).
+
+    \b
+    Example:
+      callbacks serve --config /etc/avatar-callbacks/callbacks.toml --workers 1
+    """
+    from callbacks.server import run
+
+    resolved = resolve_config_path(config_path)
+    dev = resolved is None
+    if dev:
+        try:
+            resolved = ensure_dev_setup(port=port or 8000)
+        except (OSError, KeyFileError) as exc:
+            fail(f"cannot create the development setup: {exc}")
+    assert resolved is not None
+    config = load_config_or_fail(str(resolved))
+    server = config.server
+    server = replace(
+        server,
+        host=host or server.host,
+        port=port or server.port,
+        workers=workers or server.workers,
+    )
+    if server.workers > 1 and config.store.url.startswith("sqlite://"):
+        fail("the SQLite store takes one worker process; use a postgresql:// store for several")
+    config = replace(config, server=server)
+    _check_startable(config)
+    _print_banner(config, dev=dev)
+    run(config)
+
+
+def _check_startable(config: Config) -> None:
+    """Fail before uvicorn starts, with one line, for the mistakes users make most."""
+    from callbacks.handlers import HandlerLoadError, load_handlers
+    from callbacks.keyfile import read_key_file
+
+    try:
+        read_key_file(config.keys.file)
+        load_handlers(config.handler_modules)
+    except (KeyFileError, HandlerLoadError) as exc:
+        fail(str(exc))
+
+
+def _print_banner(config: Config, *, dev: bool) -> None:
+    base = f"http://{config.server.host}:{config.server.port}"
+    click.echo(f"avatar-callbacks receiver on {base}  (config: {config.source})", err=True)
+    for route in config.routes:
+        click.echo(f"  POST {route.path:<34} {route.describe}", err=True)
+        click.echo(f"       signed for {route.public_url}", err=True)
+    if config.routes:
+        first = config.routes[0]
+        flag = "" if dev else f" --config {config.source}"
+        click.echo("\nSend a correctly signed test callback from another terminal:", err=True)
+        click.echo(f"  callbacks simulate {first.name}{flag}\n", err=True)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_path: str | None) -> None:
+    """Create or migrate the store's schema (run once per release, before the receivers start).
+
+    \b
+    Example:
+      callbacks db upgrade --config /etc/avatar-callbacks/callbacks.toml
+    """
+    config = load_config_or_fail(config_path)
+
+    async def noop(store: Store) -> None:
+        return None
+
+    run_with_store(config, noop, upgrade=True)
+    click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
+
+
+def _register_command_groups() -> None:
+    """Operator command groups live in their own modules; they attach here."""
+    for module_name in ("callbacks.cli_keys", "callbacks.cli_events", "callbacks.cli_simulate"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_command_groups()

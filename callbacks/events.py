@@ -1,0 +1,268 @@
+"""Typed events, one class per documented callback body.
+
+Platforms add fields and enum values without notice, so nothing here rejects what it does not know:
+every event keeps the raw JSON, typed fields are optional, and unknown values pass through as text.
+An event is rebuilt from its stored row, so the same parsing runs on receipt and on delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from callbacks.config import RouteConfig
+
+# Fields that carry authentication, not content: left out of dedupe digests and masked on display.
+SENSETIME_AUTH_FIELDS = frozenset({"timestamp", "signature"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What every handler receives: the route, the delivery id, the matched key and the raw body."""
+
+    delivery_id: str
+    route: str
+    provider: str
+    key_id: str | None
+    received_at: float
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def event_type(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class SenseTimeCallback(Event):
+    """A SoftSugar callback. The body is not publicly documented: the known fields are optional."""
+
+    task_id: str | None = None
+    status: str | None = None
+    task_type: str | None = None
+    user_data: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaStudioJobResult(Event):
+    """A video, photo-video, business-card or subtitle job finished. ``kind`` says which."""
+
+    kind: str
+    job_id: str | None = None
+    asset_id: str | None = None
+    result: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result in ("SUCCEED", "SUCCESS")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaStudioTtsResult(Event):
+    """An async TTS job changed state (``FINISHED``, ``ERROR``, ``WAITING``, ...)."""
+
+    job_id: str | None = None
+    status: str | None = None
+    audio_file_download_url: str | None = None
+    subtitle_file_download_url: str | None = None
+    audio_duration: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaStudioLiveEvent(Event):
+    """A live room or live job event; ``message`` is the decoded JSON the platform sent as text."""
+
+    platform_event_type: str | None = None
+    message: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    room_id: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShootScriptSwitch(MetaStudioLiveEvent):
+    scene_script_name: str | None = None
+    shoot_script_sequence_no: int | None = None
+    shoot_script_title: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RtmpStreamStateChange(MetaStudioLiveEvent):
+    """``stream_key`` is a credential for the stream: handlers must not log it."""
+
+    output_url: str | None = None
+    stream_key: str | None = field(default=None, repr=False)
+    state: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplyCommandFinish(MetaStudioLiveEvent):
+    reply_id: str | None = None
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Event,
+    SenseTimeCallback,
+    MetaStudioJobResult,
+    MetaStudioTtsResult,
+    MetaStudioLiveEvent,
+    ShootScriptSwitch,
+    RtmpStreamStateChange,
+    ReplyCommandFinish,
+)
+
+_LIVE_TYPES: dict[str, type[MetaStudioLiveEvent]] = {
+    "SHOOT_SCRIPT_SWITCH": ShootScriptSwitch,
+    "RTMP_STREAM_STATE_CHANGE": RtmpStreamStateChange,
+    "REPLY_COMMAND_FINISH": ReplyCommandFinish,
+}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who delivered a body: everything an event needs besides the body itself."""
+
+    delivery_id: str
+    route: RouteConfig
+    key_id: str | None
+    received_at: float
+
+
+def build_event(envelope: Envelope, raw: Mapping[str, Any]) -> Event:
+    """The typed event for a verified body on ``envelope.route``."""
+    common: dict[str, Any] = {
+        "delivery_id": envelope.delivery_id,
+        "route": envelope.route.name,
+        "provider": envelope.route.provider,
+        "key_id": envelope.key_id,
+        "received_at": envelope.received_at,
+        "raw": raw,
+    }
+    route = envelope.route
+    if route.provider == "sensetime":
+        return SenseTimeCallback(
+            **common,
+            task_id=_text(raw.get("taskId", raw.get("id"))),
+            status=_text(raw.get("status", raw.get("state"))),
+            task_type=_text(raw.get("type", raw.get("taskType"))),
+            user_data=_text(raw.get("userData")),
+        )
+    if route.kind == "tts":
+        return MetaStudioTtsResult(
+            **common,
+            job_id=_text(raw.get("job_id")),
+            status=_text(raw.get("status")),
+            audio_file_download_url=_text(raw.get("audio_file_download_url")),
+            subtitle_file_download_url=_text(raw.get("subtitle_file_download_url")),
+            audio_duration=_number(raw.get("audio_duration")),
+        )
+    if route.kind == "live":
+        return _live_event(common, raw)
+    return MetaStudioJobResult(
+        **common,
+        kind=route.kind or "video",
+        job_id=_text(raw.get("job_id")),
+        asset_id=_text(raw.get("asset_id")),
+        result=_text(raw.get("result")),
+    )
+
+
+def _live_event(common: dict[str, Any], raw: Mapping[str, Any]) -> MetaStudioLiveEvent:
+    name = _text(raw.get("event_type"))
+    message = decode_live_message(raw.get("message"))
+    cls = _LIVE_TYPES.get(name or "", MetaStudioLiveEvent)
+    fields: dict[str, Any] = {
+        "platform_event_type": name,
+        "message": message,
+        "room_id": _text(message.get("room_id")),
+        "job_id": _text(message.get("job_id")),
+    }
+    if cls is ShootScriptSwitch:
+        fields["scene_script_name"] = _text(message.get("scene_script_name"))
+        seq = message.get("shoot_script_sequence_no")
+        fields["shoot_script_sequence_no"] = (
+            seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        )
+        fields["shoot_script_title"] = _text(message.get("shoot_script_title"))
+    elif cls is RtmpStreamStateChange:
+        fields["output_url"] = _text(message.get("output_url"))
+        fields["stream_key"] = _text(message.get("stream_key"))
+        fields["state"] = _text(message.get("state"))
+    elif cls is ReplyCommandFinish:
+        fields["reply_id"] = _text(message.get("reply_id"))
+    return cls(**common, **fields)
+
+
+def decode_live_message(value: object) -> Mapping[str, Any]:
+    """``message`` is JSON encoded as a string; tolerate an object, keep nothing on junk."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            decoded = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {}
+        if isinstance(decoded, dict):
+            return decoded
+    return {}
+
+
+def dedupe_key(route: RouteConfig, raw: Mapping[str, Any]) -> str:
+    """What makes two deliveries "the same notification", from signed or content material only.
+
+    MetaStudio job results: route + job id + result (the platform retries with a new timestamp and
+    secret). Everything else: route + a digest of the body without its authentication fields.
+    """
+    if route.provider == "metastudio" and route.kind not in ("live", "tts"):
+        job, result = raw.get("job_id"), raw.get("result")
+        if isinstance(job, str) and job and isinstance(result, str):
+            return f"{route.name}:job:{job}:{result}"
+    if route.provider == "metastudio" and route.kind == "tts":
+        job, status = raw.get("job_id"), raw.get("status")
+        if isinstance(job, str) and job and isinstance(status, str):
+            return f"{route.name}:tts:{job}:{status}"
+    return f"{route.name}:body:{body_digest(route, raw)}"
+
+
+def body_digest(route: RouteConfig, raw: Mapping[str, Any]) -> str:
+    content = raw
+    if route.provider == "sensetime":
+        content = {k: v for k, v in raw.items() if k not in SENSETIME_AUTH_FIELDS}
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def masked(provider: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The body for display: authentication fields and stream keys replaced by a mask."""
+    out = dict(raw)
+    if provider == "sensetime" and "signature" in out:
+        out["signature"] = "***"
+    message = out.get("message")
+    if isinstance(message, str) and "stream_key" in message:
+        decoded = dict(decode_live_message(message))
+        if "stream_key" in decoded:
+            decoded["stream_key"] = "***"
+            out["message"] = orjson.dumps(decoded).decode()
+    return out
+
+
+def _text(value: object) -> str | None:
+    """Ids come as strings on one platform and integers on the other: keep both as text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,75 @@
+"""Prometheus metrics. One module holds every metric so the names are reviewed in one place.
+
+With several worker processes set ``PROMETHEUS_MULTIPROC_DIR`` to an empty writable folder:
+prometheus-client then keeps per-process files and ``/metrics`` aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SKEW_BUCKETS = (-300, -60, -10, -2, 0, 2, 10, 30, 60, 120, 300, 600)
+
+CALLBACKS = Counter(
+    "avatar_callbacks_requests_total",
+    "Callbacks received, by route and outcome (accepted, duplicate, rejected, error).",
+    ["route", "outcome", "reason"],
+)
+VERIFIED_BY_KEY = Counter(
+    "avatar_callbacks_verified_total",
+    "Callbacks whose signature verified, by route and key id (never the key).",
+    ["route", "key_id"],
+)
+CLOCK_SKEW = Histogram(
+    "avatar_callbacks_clock_skew_seconds",
+    "Receiver clock minus the platform's signed timestamp.",
+    ["route"],
+    buckets=_SKEW_BUCKETS,
+)
+REQUEST_LATENCY = Histogram(
+    "avatar_callbacks_request_seconds",
+    "Time from request start to response, by route.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+STORE_WRITE_LATENCY = Histogram(
+    "avatar_callbacks_store_write_seconds",
+    "Time to store an accepted callback durably (including the group commit wait).",
+    buckets=_LATENCY_BUCKETS,
+)
+INBOX_DEPTH = Gauge(
+    "avatar_callbacks_inbox_depth",
+    "Events stored and not yet delivered (pending), as last sampled.",
+    multiprocess_mode="max",
+)
+HANDLER_ATTEMPTS = Counter(
+    "avatar_callbacks_handler_attempts_total",
+    "Handler calls, by handler and outcome (ok, failed, dead).",
+    ["handler", "outcome"],
+)
+DISPATCH_LAG = Histogram(
+    "avatar_callbacks_dispatch_lag_seconds",
+    "Time from receipt to a handler's first attempt.",
+    buckets=(*_LATENCY_BUCKETS, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for ``/metrics``, aggregated across processes when configured."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,276 @@
+"""The one place a callback request goes: authenticate, parse, store durably, answer.
+
+Order matters and is the same for every route:
+
+1. MetaStudio query/header signatures and callback-URL tokens are checked *before* the body is
+   read, so a forged flood costs no body reading or JSON parsing.
+2. The body is read up to the size limit (413 beyond it, never buffered past it) and parsed as
+   JSON whatever the Content-Type says. SenseTime's signature lives in the body, so it is
+   verified here.
+3. The callback is committed to the store; only then does the platform get its 200.
+   A store failure answers 503 so the platform retries.
+
+Every answer is a short JSON body with a stable ``reason``; no key or signature is ever in it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+
+from callbacks import metrics
+from callbacks.config import Config, RouteConfig
+from callbacks.dispatcher import Dispatcher
+from callbacks.events import Envelope, build_event, dedupe_key
+from callbacks.live_keys import LiveKeys
+from callbacks.store import InboundCallback, Store, StoreUnavailable, new_delivery_id
+from verify import (
+    BadToken,
+    Carrier,
+    KeyRing,
+    MalformedPayload,
+    MalformedSignature,
+    MalformedTimestamp,
+    NoKeys,
+    VerificationError,
+    verify_callback_url_token,
+    verify_metastudio_callback,
+    verify_sensetime_callback,
+)
+
+log = structlog.get_logger("avatar_callbacks.request")
+
+_MALFORMED = (MalformedPayload, MalformedSignature, MalformedTimestamp)
+
+
+class Rejected(Exception):
+    """A request we answer with a 4xx/5xx and a reason code."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TokenJobMismatch(BadToken):
+    reason = "token_wrong_job"
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    key_id: str | None
+    timestamp: int | None = None
+    token_job: str | None = None
+
+
+def json_response(status: int, content: Mapping[str, Any]) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def carrier_for(route: RouteConfig) -> Carrier:
+    if route.auth == "MSS_A_HEAD":
+        return Carrier.HEADERS
+    return Carrier.LIVE_QUERY if route.kind == "live" else Carrier.JOB_QUERY
+
+
+class Receiver:
+    """Holds what every request needs; ``handle`` is the request path for every callback route."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        keys: LiveKeys,
+        dispatcher: Dispatcher | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keys = keys
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.body_limit = config.server.body_limit
+
+    async def handle(self, request: Request, route: RouteConfig) -> Response:
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"route": route.name, "provider": route.provider}
+        try:
+            status, outcome, body = await self._process(request, route, fields)
+            reason = "duplicate" if outcome == "duplicate" else "stored"
+        except Rejected as exc:
+            status, reason = exc.status, exc.reason
+            outcome = "error" if status >= 500 else "rejected"
+            body = {"ok": False, "reason": reason}
+        latency = time.perf_counter() - started
+        metrics.CALLBACKS.labels(route.name, outcome, reason).inc()
+        metrics.REQUEST_LATENCY.labels(route.name).observe(latency)
+        log.info(
+            "callback",
+            outcome=outcome,
+            reason=reason,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            **fields,
+        )
+        return json_response(status, body)
+
+    async def _process(
+        self, request: Request, route: RouteConfig, fields: dict[str, Any]
+    ) -> tuple[int, str, dict[str, Any]]:
+        ring = self.keys.ring(route.name)
+        url_auth = self._authenticate_request(request, route, ring)
+        body = await read_limited_body(request, self.body_limit)
+        raw = parse_json_object(body)
+        if url_auth is None:
+            auth = self._authenticate_sensetime(route, ring, raw)
+        else:
+            auth = url_auth
+            if auth.token_job is not None:
+                _check_token_job(auth.token_job, raw)
+        fields["key_id"] = auth.key_id
+        received_at = self.clock()
+        if auth.timestamp is not None:
+            metrics.CLOCK_SKEW.labels(route.name).observe(received_at - auth.timestamp)
+        if auth.key_id is not None:
+            metrics.VERIFIED_BY_KEY.labels(route.name, auth.key_id).inc()
+
+        delivery_id = new_delivery_id(received_at)
+        event = build_event(Envelope(delivery_id, route, auth.key_id, received_at), raw)
+        fields["delivery_id"] = delivery_id
+        fields["event_type"] = event.event_type
+        accepted = await self._store(
+            InboundCallback(
+                delivery_id=delivery_id,
+                route=route.name,
+                provider=route.provider,
+                event_type=event.event_type,
+                dedupe_key=dedupe_key(route, raw),
+                key_id=auth.key_id,
+                received_at=received_at,
+                body=body,
+            )
+        )
+        if accepted.duplicate:
+            fields["duplicate_of"] = accepted.duplicate_of
+            return 200, "duplicate", {"ok": True, "delivery_id": delivery_id, "duplicate": True}
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+        return 200, "accepted", {"ok": True, "delivery_id": delivery_id, "duplicate": False}
+
+    async def _store(self, callback: InboundCallback) -> Any:
+        started = time.perf_counter()
+        try:
+            accepted = await self.store.accept(callback)
+        except StoreUnavailable as exc:
+            log.error("store_unavailable", error=str(exc), route=callback.route)
+            raise Rejected(503, "store_unavailable") from None
+        metrics.STORE_WRITE_LATENCY.observe(time.perf_counter() - started)
+        return accepted
+
+    def _authenticate_request(
+        self, request: Request, route: RouteConfig, ring: KeyRing
+    ) -> Authenticated | None:
+        """MetaStudio: everything that authenticates is in the URL or headers, so check it first."""
+        if route.provider != "metastudio":
+            return None
+        query = request.scope.get("query_string", b"")
+        try:
+            if route.auth == "NONE":
+                if route.allow_unsigned and b"token=" not in query:
+                    return Authenticated(key_id=None)
+                token = verify_callback_url_token(query, route.name, ring, clock=self.clock)
+                return Authenticated(key_id=token.key_id, token_job=token.job)
+            if route.allow_unsigned and not _has_metastudio_auth(query, request, route):
+                return Authenticated(key_id=None)
+            result = verify_metastudio_callback(
+                route.public_url,
+                query,
+                ring,
+                carrier=carrier_for(route),
+                headers=request.headers,
+                clock=self.clock,
+                max_age=route.max_age,
+                max_future_skew=route.max_future_skew,
+            )
+        except VerificationError as exc:
+            raise _rejection(exc) from None
+        return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
+
+    def _authenticate_sensetime(
+        self, route: RouteConfig, ring: KeyRing, raw: Mapping[str, Any]
+    ) -> Authenticated:
+        if route.allow_unsigned and "signature" not in raw and "timestamp" not in raw:
+            return Authenticated(key_id=None)
+        try:
+            result = verify_sensetime_callback(
+                route.public_url,
+                raw,
+                ring,
+                clock=self.clock,
+                max_age=route.max_age,
+                max_future_skew=route.max_future_skew,
+            )
+        except VerificationError as exc:
+            raise _rejection(exc) from None
+        return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
+
+
+def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> bool:
+    carrier = carrier_for(route)
+    if carrier is Carrier.HEADERS:
+        return carrier.secret_name in request.headers or carrier.time_name in request.headers
+    names = (carrier.secret_name.encode() + b"=", carrier.time_name.encode() + b"=")
+    return any(name in query for name in names)
+
+
+def _check_token_job(token_job: str, raw: Mapping[str, Any]) -> None:
+    """A token minted for one job must not authenticate another job's result."""
+    job = raw.get("job_id")
+    if job is not None and str(job) != token_job:
+        raise _rejection(TokenJobMismatch("the token was minted for another job"))
+
+
+def _rejection(exc: VerificationError) -> Rejected:
+    if isinstance(exc, NoKeys):  # our configuration, not the sender: let the platform retry
+        return Rejected(503, exc.reason)
+    if isinstance(exc, _MALFORMED):
+        return Rejected(400, exc.reason)
+    return Rejected(401, exc.reason)
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it exceeds ``limit``, never holding more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise Rejected(400, "bad_content_length")
+        if int(declared) > limit:
+            raise Rejected(413, "body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, "body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise Rejected(400, "empty_body")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Rejected(400, "malformed_json") from None
+    if not isinstance(raw, dict):
+        raise Rejected(400, "json_not_an_object")
+    return raw

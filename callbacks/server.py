@@ -1,0 +1,40 @@
+"""Running the receiver under uvicorn.
+
+uvicorn imports the app in each worker process, so the app is built by a factory that reads the
+config path from ``CALLBACKS_CONFIG``: the same code path for one worker and for several.
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from starlette.applications import Starlette
+
+from callbacks.app import create_app
+from callbacks.config import CONFIG_ENV, Config, load_config
+from callbacks.logs import configure_logging
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn factory: build the app from the config file named in ``CALLBACKS_CONFIG``."""
+    config = load_config(os.environ[CONFIG_ENV])
+    configure_logging(config.server.log_format)
+    return create_app(config)
+
+
+def run(config: Config) -> None:
+    """Serve ``config`` (already checked) until SIGINT/SIGTERM; in-flight requests finish first."""
+    os.environ[CONFIG_ENV] = config.source
+    configure_logging(config.server.log_format)
+    uvicorn.run(
+        "callbacks.server:app_from_environment",
+        factory=True,
+        host=config.server.host,
+        port=config.server.port,
+        workers=config.server.workers,
+        log_config=None,
+        access_log=False,  # the receiver logs one structured line per request itself
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )

@@ -1,0 +1,174 @@
+"""The durable inbox every accepted callback goes into before the receiver answers 200.
+
+Two backends share this interface: SQLite (one process, the default) and PostgreSQL (several
+replicas). The receiver only calls :meth:`Store.accept`; the dispatcher claims and finishes
+events; the CLI lists, shows, re-queues and purges them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
+EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
+SCHEMA_VERSION = 1
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take or give events right now; the receiver answers 503."""
+
+
+class SchemaOutOfDate(StoreUnavailable):
+    """The database has no schema, or an older one: run ``callbacks db upgrade``."""
+
+
+def new_delivery_id(now: float | None = None) -> str:
+    """32 hex digits: 48 bits of milliseconds then 80 random bits, so ids sort by arrival."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class InboundCallback:
+    """A verified callback, as the receiver hands it to the store."""
+
+    delivery_id: str
+    route: str
+    provider: str
+    event_type: str
+    dedupe_key: str
+    key_id: str | None
+    received_at: float
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Accepted:
+    delivery_id: str
+    duplicate_of: str | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.duplicate_of is not None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: str
+    route: str
+    provider: str
+    event_type: str
+    key_id: str | None
+    received_at: float
+    body: bytes = field(repr=False)
+    status: str
+    attempts: int
+    next_attempt_at: float
+    handler_state: Mapping[str, Any]
+    last_error: str | None
+    duplicate_of: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one dispatch round did to an event; written back when the claim is released."""
+
+    status: EventStatus
+    attempts: int
+    next_attempt_at: float
+    handler_state: Mapping[str, Any]
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    route: str
+    key_id: str
+    last_verified_at: float
+    count_24h: int
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    route: str | None = None
+    status: str | None = None
+    since: float | None = None
+    limit: int = 100
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and check the schema (raising :class:`SchemaOutOfDate` when it is not there)."""
+
+    async def close(self) -> None: ...
+
+    async def upgrade(self) -> int:
+        """Create or migrate the schema; returns the schema version now in place."""
+
+    async def recover(self) -> None:
+        """At server start: release claims that only a dead process of ours could hold."""
+
+    async def accept(self, callback: InboundCallback) -> Accepted:
+        """Store durably (committed to disk) before returning; duplicates are kept as such."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless a trivial query succeeds."""
+
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredEvent]:
+        """Take up to ``limit`` due pending events, hidden from other claimers for the lease."""
+
+    async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
+        """Write back one event's outcome and release the claim; False if the claim was lost."""
+
+    async def get(self, id_prefix: str) -> StoredEvent | None: ...
+
+    async def list(self, where: EventFilter) -> list[StoredEvent]: ...
+
+    async def requeue(
+        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+    ) -> int:
+        """Make events pending again (failed handlers only, or all if every one succeeded)."""
+
+    async def purge(self, before: float) -> int: ...
+
+    async def key_usage(self, now: float) -> list[KeyUsage]: ...
+
+    async def inbox_depth(self) -> int: ...
+
+
+def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+    """The backend for a ``store.url``: ``sqlite:///relative.db``, ``sqlite:////abs.db``,
+    ``postgresql://...``."""
+    if url.startswith("sqlite://"):
+        from callbacks.store_sqlite import SQLiteStore
+
+        return SQLiteStore(sqlite_path(url, base_dir=base_dir))
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from callbacks.store_postgres import PostgresStore
+        except ImportError as exc:  # psycopg is an optional extra
+            raise StoreUnavailable(
+                "the PostgreSQL store needs the postgres extra: "
+                "pip install 'avatar-callbacks[postgres]'"
+            ) from exc
+        return PostgresStore(url)
+    raise ValueError("store.url must start with sqlite:// or postgresql://")
+
+
+def sqlite_path(url: str, *, base_dir: Path | None = None) -> Path:
+    rest = url.removeprefix("sqlite://")
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError("a SQLite store URL looks like sqlite:///callbacks.db")
+    path = Path(rest[1:])  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    if not path.is_absolute():
+        path = (base_dir or Path(os.getcwd())) / path
+    return path

@@ -1,0 +1,489 @@
+"""SQLite inbox: WAL, ``synchronous=FULL``, and group commit through one writer thread.
+
+Every write goes through a single thread that owns the write connection. It takes the first job,
+then everything else already queued, runs them in one transaction and commits once: requests that
+arrive while an fsync is running share the next one. There is no timer, so a lone request is
+committed at once. One server process owns a database file (enforced with a lock file); the CLI
+may read and re-queue beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from callbacks.store import (
+    SCHEMA_VERSION,
+    Accepted,
+    EventFilter,
+    InboundCallback,
+    KeyUsage,
+    Outcome,
+    SchemaOutOfDate,
+    StoredEvent,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+_MAX_BATCH = 512
+_STOP = object()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    dedupe_key TEXT UNIQUE,
+    duplicate_of TEXT,
+    key_id TEXT,
+    received_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    claimed_until REAL,
+    claimed_by TEXT,
+    handler_state TEXT NOT NULL DEFAULT '{}',
+    last_error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS events_key_usage ON events (route, key_id, received_at);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+
+_COLUMNS = (
+    "id, route, provider, event_type, key_id, received_at, body, status, attempts, "
+    "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
+)
+
+
+def _row_to_event(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(
+        id=row[0],
+        route=row[1],
+        provider=row[2],
+        event_type=row[3],
+        key_id=row[4],
+        received_at=row[5],
+        body=bytes(row[6]),
+        status=row[7],
+        attempts=row[8],
+        next_attempt_at=row[9],
+        handler_state=orjson.loads(row[10]),
+        last_error=row[11],
+        duplicate_of=row[12],
+        updated_at=row[13],
+    )
+
+
+class _Job:
+    __slots__ = ("error", "fn", "future", "loop", "result")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        await self._start(create=False)
+
+    async def upgrade(self) -> int:
+        await self._start(create=True)
+        return SCHEMA_VERSION
+
+    async def _start(self, *, create: bool) -> None:
+        if self._writer is not None:
+            if create:  # executescript commits on its own: keep it off the writer's connection
+                await asyncio.to_thread(self._create_on_side_connection)
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode = WAL")
+            if create:
+                _create_schema(conn)
+            version = _schema_version(conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from exc
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise SchemaOutOfDate(
+                f"SQLite store {self.path} has schema version {version or 'none'}, "
+                f"this release needs {SCHEMA_VERSION}: run `callbacks db upgrade`"
+            )
+        self._reader = self._connect()
+        self._writer = threading.Thread(
+            target=self._writer_loop, args=(conn,), name="sqlite-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _create_on_side_connection(self) -> None:
+        conn = self._connect()
+        try:
+            _create_schema(conn)
+        finally:
+            conn.close()
+
+    async def recover(self) -> None:
+        """Take the file's server lock, then release every claim: no other server can hold one."""
+        lock_path = self.path.with_name(self.path.name + ".server-lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"another receiver process already serves SQLite store {self.path}; "
+                "SQLite takes one writer process (use PostgreSQL for several)"
+            ) from None
+        self._lock_fd = fd
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE events SET claimed_until = NULL, claimed_by = NULL "
+                "WHERE claimed_until IS NOT NULL"
+            )
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _writer_loop(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job] = [first]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    job.error = _as_unavailable(exc)
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = _as_unavailable(exc)
+            for job in batch:
+                job.error = failure
+        # One hop back per loop, not per job: the event loop settles the whole batch at once.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_settle, jobs)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, future))
+        return await future
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._reader is None:
+                raise StoreUnavailable("the SQLite store is not open")
+            with self._read_lock:
+                try:
+                    return fn(self._reader)
+                except sqlite3.Error as exc:
+                    raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+        return await asyncio.to_thread(run)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def accept(self, callback: InboundCallback) -> Accepted:
+        return await self._write(lambda conn: _insert(conn, callback))
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- dispatching ---------------------------------------------------------------------------
+
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredEvent]:
+        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                f"UPDATE events SET claimed_until = ?, claimed_by = ? WHERE id IN ("  # noqa: S608
+                "  SELECT id FROM events WHERE status = 'pending' AND next_attempt_at <= ?"
+                "  AND (claimed_until IS NULL OR claimed_until < ?)"
+                "  ORDER BY next_attempt_at LIMIT ?"
+                f") RETURNING {_COLUMNS}",
+                (now + lease_seconds, owner, now, now, limit),
+            ).fetchall()
+            return sorted((_row_to_event(r) for r in rows), key=lambda e: e.id)
+
+        return await self._write(run)
+
+    async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE events SET status = ?, attempts = ?, next_attempt_at = ?, "
+                "handler_state = ?, last_error = ?, claimed_until = NULL, claimed_by = NULL, "
+                "updated_at = ? WHERE id = ? AND claimed_by = ?",
+                (
+                    outcome.status,
+                    outcome.attempts,
+                    outcome.next_attempt_at,
+                    orjson.dumps(dict(outcome.handler_state)).decode(),
+                    outcome.last_error,
+                    time.time(),
+                    event_id,
+                    owner,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    # -- operating -----------------------------------------------------------------------------
+
+    async def get(self, id_prefix: str) -> StoredEvent | None:
+        def run(conn: sqlite3.Connection) -> StoredEvent | None:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE id >= ? AND id < ? LIMIT 2",  # noqa: S608
+                (id_prefix, id_prefix + "\U0010ffff"),
+            ).fetchall()
+            return _row_to_event(rows[0]) if len(rows) == 1 else None
+
+        return await self._read(run)
+
+    async def list(self, where: EventFilter) -> list[StoredEvent]:
+        clauses, params = _filter_sql(where)
+        sql = f"SELECT {_COLUMNS} FROM events{clauses} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        return await self._read(
+            lambda c: [_row_to_event(r) for r in c.execute(sql, (*params, where.limit))]
+        )
+
+    async def requeue(
+        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+    ) -> int:
+        now = time.time()
+
+        def run(conn: sqlite3.Connection) -> int:
+            if dead:
+                sql = "SELECT id, handler_state FROM events WHERE status = 'dead'"
+                params: tuple[Any, ...] = ()
+                if route:
+                    sql += " AND route = ?"
+                    params = (route,)
+                rows = conn.execute(sql, params).fetchall()
+            else:
+                rows = []
+                for event_id in ids:
+                    rows += conn.execute(
+                        "SELECT id, handler_state FROM events WHERE id = ? "
+                        "AND status != 'duplicate'",
+                        (event_id,),
+                    ).fetchall()
+            for event_id, state in rows:
+                conn.execute(
+                    "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                    "handler_state = ?, last_error = NULL, claimed_until = NULL, "
+                    "claimed_by = NULL, updated_at = ? WHERE id = ?",
+                    (now, reset_handler_state(state), now, event_id),
+                )
+            return len(rows)
+
+        return await self._write(run)
+
+    async def purge(self, before: float) -> int:
+        return await self._write(
+            lambda c: c.execute(
+                "DELETE FROM events WHERE received_at < ? AND status != 'pending'", (before,)
+            ).rowcount
+        )
+
+    async def key_usage(self, now: float) -> list[KeyUsage]:
+        def run(conn: sqlite3.Connection) -> list[KeyUsage]:
+            rows = conn.execute(
+                "SELECT route, key_id, MAX(received_at), "
+                "SUM(CASE WHEN received_at >= ? THEN 1 ELSE 0 END) "
+                "FROM events WHERE key_id IS NOT NULL GROUP BY route, key_id",
+                (now - 86400,),
+            ).fetchall()
+            return [KeyUsage(r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._read(run)
+
+    async def inbox_depth(self) -> int:
+        return int(
+            await self._read(
+                lambda c: c.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'")
+                .fetchone()[0]
+            )
+        )
+
+
+def reset_handler_state(state: str | bytes) -> str:
+    """For a replay: forget the handlers that failed; if all succeeded, forget them all."""
+    handlers: dict[str, Any] = orjson.loads(state)
+    kept = {name: s for name, s in handlers.items() if s.get("status") == "ok"}
+    if len(kept) == len(handlers):
+        kept = {}
+    return orjson.dumps(kept).decode()
+
+
+def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.route:
+        clauses.append("route = ?")
+        params.append(where.route)
+    if where.status:
+        clauses.append("status = ?")
+        params.append(where.status)
+    if where.since is not None:
+        clauses.append("received_at >= ?")
+        params.append(where.since)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _insert(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
+    row = conn.execute(
+        "INSERT INTO events (id, route, provider, event_type, dedupe_key, key_id, received_at, "
+        "body, status, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        (
+            cb.delivery_id,
+            cb.route,
+            cb.provider,
+            cb.event_type,
+            cb.dedupe_key,
+            cb.key_id,
+            cb.received_at,
+            cb.body,
+            cb.received_at,
+            cb.received_at,
+        ),
+    ).fetchone()
+    if row is not None:
+        return Accepted(cb.delivery_id)
+    original = conn.execute(
+        "SELECT id FROM events WHERE dedupe_key = ?", (cb.dedupe_key,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
+        "body, status, next_attempt_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?)",
+        (
+            cb.delivery_id,
+            cb.route,
+            cb.provider,
+            cb.event_type,
+            original,
+            cb.key_id,
+            cb.received_at,
+            cb.body,
+            cb.received_at,
+            cb.received_at,
+        ),
+    )
+    return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(_SCHEMA)
+    if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    try:
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else row[0]
+
+
+def _as_unavailable(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"SQLite write failed: {exc}")
+    return exc
