@@ -1,0 +1,289 @@
+"""Test support: a real receiver process on loopback, and requests signed the platforms' way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import tomli_w
+
+from callbacks.keyfile import KeyFile, write_key_file
+from verify import Carrier, metastudio, sensetime, tokens
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Handlers module the server processes load: appends one JSON line per handler start and end,
+# fsync'd, so a test can see exactly what was delivered even across a SIGKILL.
+RECORDING_HANDLERS = """
+import os, json, time
+from callbacks import Handlers
+
+handlers = Handlers()
+_PATH = os.environ["E2E_EVENTS_FILE"]
+_DELAY = float(os.environ.get("E2E_HANDLER_DELAY", "0"))
+_FAIL = os.environ.get("E2E_FAIL_ROUTE")
+
+def _write(record):
+    fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(record) + "\\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+@handlers.on_any
+def record(event):
+    _write({"phase": "start", "id": event.delivery_id, "type": event.event_type,
+            "route": event.route, "key_id": event.key_id, "pid": os.getpid()})
+    if _DELAY:
+        time.sleep(_DELAY)
+    if _FAIL and event.route == _FAIL:
+        raise RuntimeError("handler configured to fail")
+    _write({"phase": "end", "id": event.delivery_id, "pid": os.getpid()})
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Route:
+    name: str
+    provider: str
+    public_url: str
+    kind: str | None = None
+    auth: str | None = None
+    allow_unsigned: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"/cb/{self.name}"
+
+    def as_toml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "path": self.path,
+            "provider": self.provider,
+            "public_url": self.public_url,
+        }
+        if self.kind:
+            out["kind"] = self.kind
+        if self.auth:
+            out["auth"] = self.auth
+        if self.allow_unsigned:
+            out["allow_unsigned"] = True
+        return out
+
+
+@dataclass
+class Setup:
+    """A config folder: callbacks.toml, keys.toml, the handlers module and the events file."""
+
+    root: Path
+    routes: list[Route]
+    keys: dict[str, str]
+    port: int = field(default_factory=free_port)
+    store_url: str | None = None
+    dispatch: dict[str, Any] = field(default_factory=dict)
+    extra_keys: KeyFile = field(default_factory=KeyFile)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "callbacks.toml"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.root / "keys.toml"
+
+    @property
+    def events_path(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def route(self, name: str) -> Route:
+        return next(r for r in self.routes if r.name == name)
+
+    def write(self) -> Setup:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "e2e_handlers.py").write_text(RECORDING_HANDLERS)
+        config = {
+            "server": {"host": "127.0.0.1", "port": self.port, "log_format": "json"},
+            "store": {"url": self.store_url or "sqlite:///callbacks.db"},
+            "keys": {"file": "keys.toml", "reload_interval": 0.2},
+            "dispatch": {"poll_interval": 0.1, "backoff_initial": 0.05, **self.dispatch},
+            "handlers": {"modules": ["e2e_handlers"]},
+            "routes": [r.as_toml() for r in self.routes],
+        }
+        self.config_path.write_text(tomli_w.dumps(config))
+        now = datetime.now(UTC) - timedelta(days=1)
+        keyfile = KeyFile(self.extra_keys.entries)
+        for route, secret in self.keys.items():
+            keyfile = keyfile.add(route, secret, state="primary", now=now)
+        write_key_file(self.keys_path, keyfile)
+        return self
+
+    def delivered(self) -> list[dict[str, Any]]:
+        if not self.events_path.exists():
+            return []
+        return [orjson.loads(line) for line in self.events_path.read_bytes().splitlines() if line]
+
+
+class ServerProcess:
+    """``callbacks serve`` in a child process, its output captured to a file."""
+
+    def __init__(self, setup: Setup, env: Mapping[str, str] | None = None) -> None:
+        self.setup = setup
+        self.log_path = setup.root / "server.log"
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKS_")}
+        env.update(
+            PYTHONPATH=os.pathsep.join([str(self.setup.root), str(REPO)]),
+            E2E_EVENTS_FILE=str(self.setup.events_path),
+            PYTHONUNBUFFERED="1",
+            **self.env,
+        )
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from callbacks.cli import main; main()", "serve"]
+            + ["--config", str(self.setup.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.setup.root,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited at start:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.setup.base_url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def send(self, client: httpx.Client, base_url: str, method: str = "POST") -> httpx.Response:
+        url = f"{base_url}{self.path}" + (f"?{self.query}" if self.query else "")
+        return client.request(method, url, content=self.body, headers=self.headers)
+
+
+def sample_body(route: Route, n: int = 0) -> dict[str, Any]:
+    """A documented body for the route's provider and kind; ``n`` makes it a distinct event."""
+    if route.provider == "sensetime":
+        return {"taskId": 1000 + n, "status": 2, "type": "video", "userData": f"u{n}"}
+    if route.kind == "tts":
+        return {"status": "FINISHED", "job_id": f"tts-{n}", "audio_duration": 3.5}
+    if route.kind == "live":
+        message = {"room_id": "r1", "job_id": f"live-{n}", "state": "CONNECTED"}
+        return {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": orjson.dumps(message).decode()}
+    return {"result": "SUCCEED", "asset_id": f"a-{n}", "job_id": f"job-{n}"}
+
+
+def signed_request(
+    route: Route,
+    key: str,
+    payload: Mapping[str, Any],
+    *,
+    timestamp: int | None = None,
+    job: str | None = None,
+) -> SignedRequest:
+    """What the platform would send for ``payload`` on ``route``, signed with ``key``."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    configured_query = urlsplit(route.public_url).query
+    if route.provider == "sensetime":
+        body = dict(payload)
+        body["timestamp"] = ts
+        body["signature"] = sensetime.sign(route.public_url, ts, key)
+        return SignedRequest(route.path, configured_query, {}, orjson.dumps(body))
+    if route.auth == "NONE":
+        url = tokens.mint_callback_url(route.public_url, route.name, [key], job=job)
+        return SignedRequest(route.path, urlsplit(url).query, {}, orjson.dumps(payload))
+    if route.auth == "MSS_A_HEAD":
+        headers = metastudio.sign_headers(route.public_url, key, ts)
+        return SignedRequest(route.path, configured_query, headers, orjson.dumps(payload))
+    carrier = Carrier.LIVE_QUERY if route.kind == "live" else Carrier.JOB_QUERY
+    url = metastudio.sign_url(route.public_url, key, ts, carrier=carrier)
+    return SignedRequest(route.path, urlsplit(url).query, {}, orjson.dumps(payload))
+
+
+def all_route_kinds() -> list[Route]:
+    """One route for every provider, MetaStudio kind and carrier."""
+    h = "https://hooks.example.com"
+    return [
+        Route("st", "sensetime", f"{h}/callbacks/sensetime?tenant=acme"),
+        Route(
+            "ms-video",
+            "metastudio",
+            f"{h}/callbacks/ms/video?tenant=acme&env=prod",
+            "video",
+            "MSS_A",
+        ),
+        Route("ms-photo", "metastudio", f"{h}/callbacks/ms/photo", "photo_video", "MSS_A"),
+        Route("ms-card", "metastudio", f"{h}/callbacks/ms/card", "business_card", "MSS_A"),
+        Route("ms-subtitle", "metastudio", f"{h}/callbacks/ms/subtitle", "subtitle", "MSS_A"),
+        Route("ms-live", "metastudio", f"{h}:8443/callbacks/ms/live", "live", "MSS_A"),
+        Route("ms-head", "metastudio", f"{h}/callbacks/ms/head", "video", "MSS_A_HEAD"),
+        Route("ms-tts", "metastudio", f"{h}/callbacks/ms/tts", "tts", "NONE"),
+    ]
+
+
+def keys_for(routes: Sequence[Route]) -> dict[str, str]:
+    """Distinct keys per route that satisfy both platforms' rules."""
+    return {r.name: f"Key{i}x{r.name.replace('-', '')}9Z"[:32] for i, r in enumerate(routes)}
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
