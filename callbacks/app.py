@@ -59,8 +59,9 @@ def create_app(
     store = store if store is not None else open_store(config.store.url, base_dir=base_dir)
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
+    routes_by_name = {r.name: r for r in config.routes}
     dispatcher = (
-        Dispatcher(store, handlers, {r.name: r for r in config.routes}, config.dispatch, clock=clock)
+        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock)
         if run_dispatcher
         else None
     )
@@ -106,10 +107,8 @@ def create_app(
         return json_response(200, {"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:
-        try:
+        with contextlib.suppress(StoreUnavailable):
             metrics.INBOX_DEPTH.set(await store.inbox_depth())
-        except StoreUnavailable:
-            pass
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

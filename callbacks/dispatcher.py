@@ -40,7 +40,7 @@ _ERROR_TEXT_LIMIT = 300
 
 def backoff_delay(attempt: int, config: DispatchConfig, rng: Callable[[], float]) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-    base = min(config.backoff_max, config.backoff_initial * 2 ** max(attempt - 1, 0))
+    base: float = min(config.backoff_max, config.backoff_initial * 2.0 ** max(attempt - 1, 0))
     return base / 2 + base / 2 * rng()
 
 

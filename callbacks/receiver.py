@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from callbacks import metrics
@@ -108,6 +108,15 @@ class Receiver:
         except Rejected as exc:
             status, reason = exc.status, exc.reason
             outcome = "error" if status >= 500 else "rejected"
+            body = {"ok": False, "reason": reason}
+        except ClientDisconnect:
+            status, outcome, reason = 400, "rejected", "client_disconnected"
+            body = {"ok": False, "reason": reason}
+        except Exception:
+            # A bug of ours: answer 500 so the platform retries, and log the traceback (which
+            # names code, not request content).
+            log.exception("callback_failed", **fields)
+            status, outcome, reason = 500, "error", "internal_error"
             body = {"ok": False, "reason": reason}
         latency = time.perf_counter() - started
         metrics.CALLBACKS.labels(route.name, outcome, reason).inc()

@@ -6,7 +6,10 @@ config path from ``CALLBACKS_CONFIG``: the same code path for one worker and for
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,6 +30,25 @@ def run(config: Config) -> None:
     """Serve ``config`` (already checked) until SIGINT/SIGTERM; in-flight requests finish first."""
     os.environ[CONFIG_ENV] = config.source
     configure_logging(config.server.log_format)
+    with _metrics_dir(config.server.workers):
+        _serve(config)
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers need a shared folder for their metrics; make a private one if unset."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="avatar-callbacks-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _serve(config: Config) -> None:
     uvicorn.run(
         "callbacks.server:app_from_environment",
         factory=True,

@@ -335,7 +335,7 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def list(self, where: EventFilter) -> list[StoredEvent]:
+    async def list_events(self, where: EventFilter) -> list[StoredEvent]:
         clauses, params = _filter_sql(where)
         sql = f"SELECT {_COLUMNS} FROM events{clauses} ORDER BY id DESC LIMIT ?"  # noqa: S608
         return await self._read(
@@ -376,9 +376,11 @@ class SQLiteStore:
 
     async def purge(self, before: float) -> int:
         return await self._write(
-            lambda c: c.execute(
-                "DELETE FROM events WHERE received_at < ? AND status != 'pending'", (before,)
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "DELETE FROM events WHERE received_at < ? AND status != 'pending'", (before,)
+                ).rowcount
+            )
         )
 
     async def key_usage(self, now: float) -> list[KeyUsage]:
@@ -396,8 +398,9 @@ class SQLiteStore:
     async def inbox_depth(self) -> int:
         return int(
             await self._read(
-                lambda c: c.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'")
-                .fetchone()[0]
+                lambda c: c.execute(
+                    "SELECT COUNT(*) FROM events WHERE status = 'pending'"
+                ).fetchone()[0]
             )
         )
 
@@ -429,7 +432,8 @@ def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
 def _insert(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     row = conn.execute(
         "INSERT INTO events (id, route, provider, event_type, dedupe_key, key_id, received_at, "
-        "body, status, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+        "body, status, next_attempt_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         (
             cb.delivery_id,

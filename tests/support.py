@@ -163,16 +163,15 @@ class ServerProcess:
             PYTHONUNBUFFERED="1",
             **self.env,
         )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's lifetime
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from callbacks.cli import main; main()", "serve"]
-            + ["--config", str(self.setup.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.setup.root,
-        )
-        log.close()
+        command = [sys.executable, "-c", "from callbacks.cli import main; main()"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*command, "serve", "--config", str(self.setup.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.setup.root,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
