@@ -7,83 +7,22 @@ config the same way: ``--config``, else ``CALLBACKS_CONFIG``, else the developme
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, NoReturn
 
 import click
 
-from callbacks.config import CONFIG_ENV, Config, ConfigError, load_config
-from callbacks.devsetup import DEV_CONFIG, ensure_dev_setup
-from callbacks.keyfile import KeyFileError
-from callbacks.store import Store, StoreUnavailable, open_store
-
-CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
-
-
-def fail(message: str) -> NoReturn:
-    """Report a failed operation (exit 1) in one clear line on stderr."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def resolve_config_path(path: str | None) -> Path | None:
-    if path:
-        return Path(path)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    if DEV_CONFIG.exists():
-        return DEV_CONFIG
-    return None
-
-
-def load_config_or_fail(path: str | None) -> Config:
-    resolved = resolve_config_path(path)
-    if resolved is None:
-        fail(
-            "no config: pass --config PATH, set CALLBACKS_CONFIG, or run `callbacks serve` once "
-            "to create the development setup"
-        )
-    try:
-        return load_config(resolved.resolve())
-    except ConfigError as exc:
-        fail(str(exc))
-
-
-def config_dir(config: Config) -> Path:
-    return Path(config.source).parent
-
-
-def store_for(config: Config) -> Store:
-    return open_store(config.store.url, base_dir=config_dir(config))
-
-
-def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:
-    """Open the store, run ``await operation(store)``, close it; store errors exit 1."""
-
-    async def main() -> Any:
-        store = store_for(config)
-        try:
-            if upgrade:
-                await store.upgrade()
-            else:
-                await store.open()
-            return await operation(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except StoreUnavailable as exc:
-        fail(str(exc))
-
-
-config_option = click.option(
-    "--config", "config_path", metavar="PATH", default=None, help=CONFIG_HELP
+from callbacks import cli_events, cli_keys, cli_simulate
+from callbacks.cli_support import (
+    config_option,
+    fail,
+    load_config_or_fail,
+    resolve_config_path,
+    run_with_store,
 )
+from callbacks.config import Config
+from callbacks.devsetup import ensure_dev_setup
+from callbacks.keyfile import KeyFileError
+from callbacks.store import Store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -188,16 +127,5 @@ def db_upgrade(config_path: str | None) -> None:
     click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
 
 
-def _register_command_groups() -> None:
-    """Operator command groups live in their own modules; they attach here."""
-    for module_name in ("callbacks.cli_keys", "callbacks.cli_events", "callbacks.cli_simulate"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(main)
-
-
-_register_command_groups()
+for command_module in (cli_keys, cli_events, cli_simulate):
+    command_module.register(main)

@@ -144,7 +144,9 @@ def parse_config(
     reader.no_unknown(data, "", {"server", "store", "keys", "dispatch", "handlers", "routes"})
 
     server = _read_server(reader, reader.table(data, "server"))
-    store = StoreConfig(url=reader.string(reader.table(data, "store"), "store.url", "sqlite:///callbacks.db"))
+    store_table = reader.table(data, "store")
+    reader.no_unknown(store_table, "store", {"url"})
+    store = StoreConfig(url=reader.string(store_table, "store.url", "sqlite:///callbacks.db"))
     keys = _read_keys(reader, reader.table(data, "keys"), base_dir)
     dispatch = _read_dispatch(reader, reader.table(data, "dispatch"))
     handlers = reader.table(data, "handlers")
@@ -197,7 +199,8 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
 
 def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     text = env[name]
-    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+    valid = text.isascii() and text.isdigit() and len(text) <= 18  # int() refuses > 4300 digits
+    if not valid or not low <= int(text) <= high:
         raise ConfigError("environment", name, f"must be a whole number from {low} to {high}")
     return int(text)
 
@@ -277,7 +280,7 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
     }
     reader.no_unknown(raw, at, allowed)
     name = reader.required_string(raw, f"{at}.name")
-    if not _ROUTE_NAME.match(name):
+    if not _ROUTE_NAME.fullmatch(name):  # match() would let "name\n" through ($)
         raise ConfigError(
             reader.source,
             f"{at}.name",
@@ -299,7 +302,7 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
             raise ConfigError(
                 reader.source,
                 f"{at}.auth",
-                "async TTS jobs carry no signature: use auth = \"NONE\" (token URLs)",
+                'async TTS jobs carry no signature: use auth = "NONE" (token URLs)',
             )
     else:
         for key in ("kind", "auth"):

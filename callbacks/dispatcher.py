@@ -40,7 +40,10 @@ _ERROR_TEXT_LIMIT = 300
 
 def backoff_delay(attempt: int, config: DispatchConfig, rng: Callable[[], float]) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-    base: float = min(config.backoff_max, config.backoff_initial * 2.0 ** max(attempt - 1, 0))
+    # 2**64 times the smallest backoff_initial is past any backoff_max; a larger power overflows
+    # (attempt counts dispatch rounds, which can outgrow one handler's max_attempts).
+    exponent = min(max(attempt - 1, 0), 64)
+    base: float = min(config.backoff_max, config.backoff_initial * 2.0**exponent)
     return base / 2 + base / 2 * rng()
 
 

@@ -49,7 +49,13 @@ class Registration:
 def handler_name(func: Callable[..., Any]) -> str:
     """A stable name: delivery state is stored per handler name, so it must survive restarts."""
     module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or repr(func)
+    # A handler object has no __qualname__ of its own: name it by its class, not by its repr,
+    # which holds a memory address that changes with every process.
+    qualname = (
+        getattr(func, "__qualname__", None)
+        or getattr(type(func), "__qualname__", None)
+        or repr(func)
+    )
     return f"{module}.{qualname}"
 
 
@@ -83,6 +89,9 @@ class Handlers:
         name = handler_name(func)
         if any(r.name == name and r.event_type is event_type for r in self._registrations):
             raise ValueError(f"handler {name} is already registered for {event_type.__name__}")
+        if any(r.name == name and r.func != func for r in self._registrations):
+            # State is kept per name: the second function would share it and never be called.
+            raise ValueError(f"another handler is already registered as {name}: rename one")
         self._registrations.append(Registration(name, event_type, func))
 
     def include(self, other: Handlers) -> None:

@@ -82,6 +82,10 @@ class KeyFile:
         return KeyFile(tuple(entries))
 
     def add(self, route: str, secret: str, *, state: KeyState, now: datetime) -> KeyFile:
+        if len(secret) > 32:  # read_key_file refuses it: the file could not be loaded again
+            raise KeyFileError(
+                f"route {route!r}: key longer than the platforms' 32-character limit"
+            )
         if any(e.secret == secret for e in self.for_route(route)):
             raise KeyFileError(f"route {route!r} already has key {key_id(secret)}")
         if state == "primary" and any(e.state == "primary" for e in self.for_route(route)):

@@ -161,8 +161,8 @@ class ServerProcess:
             PYTHONPATH=os.pathsep.join([str(self.setup.root), str(REPO)]),
             E2E_EVENTS_FILE=str(self.setup.events_path),
             PYTHONUNBUFFERED="1",
-            **self.env,
         )
+        env.update(self.env)
         command = [sys.executable, "-c", "from callbacks.cli import main; main()"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from callbacks import Handlers, create_app, parse_config
+from callbacks.handlers import handler_name
 from callbacks.keyfile import KeyFile
 from callbacks.store import StoreUnavailable
 from tests.support import Route, sample_body, signed_request, wait_for
@@ -20,6 +21,15 @@ from verify import key_id
 ST = Route("ops-st", "sensetime", "https://hooks.example.com/ops/st")
 MS = Route("ops-ms", "metastudio", "https://hooks.example.com/ops/ms", "video", "MSS_A")
 KEYS = {"ops-st": "OpsKey2026abcXYZ", "ops-ms": "ops-metastudio-key"}
+
+
+def fail_on_metastudio(event: object) -> None:
+    if getattr(event, "route", None) == "ops-ms":
+        raise RuntimeError("boom")
+
+
+# The metrics registry is per process: other tests' handlers have samples too.
+HANDLER = handler_name(fail_on_metastudio)
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -47,12 +57,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     for name, secret in KEYS.items():
         keys = keys.add(name, secret, state="primary", now=datetime.now(UTC))
     handlers = Handlers()
-
-    @handlers.on_any
-    def fail_on_metastudio(event: object) -> None:
-        if getattr(event, "route", None) == "ops-ms":
-            raise RuntimeError("boom")
-
+    handlers.on_any(fail_on_metastudio)
     with TestClient(create_app(config, handlers=handlers, keys=keys)) as c:
         yield c
 
@@ -107,11 +112,13 @@ def test_metrics_cover_requests_keys_skew_latency_handlers(client: TestClient) -
 
     def handler_failed() -> bool:
         text = client.get("/metrics").text
-        return _metric(text, "avatar_callbacks_handler_attempts_total", outcome="dead") > _metric(
-            before, "avatar_callbacks_handler_attempts_total", outcome="dead"
+        return _metric(
+            text, "avatar_callbacks_handler_attempts_total", handler=HANDLER, outcome="dead"
+        ) > _metric(
+            before, "avatar_callbacks_handler_attempts_total", handler=HANDLER, outcome="dead"
         )
 
-    assert wait_for(handler_failed, timeout=5)
+    assert wait_for(handler_failed, timeout=20)
     text = client.get("/metrics").text
 
     def grew(name: str, **labels: str) -> bool:
@@ -129,7 +136,7 @@ def test_metrics_cover_requests_keys_skew_latency_handlers(client: TestClient) -
     assert grew("avatar_callbacks_clock_skew_seconds_bucket", route="ops-st", le="10.0")
     assert grew("avatar_callbacks_request_seconds_count", route="ops-st")
     assert grew("avatar_callbacks_store_write_seconds_count")
-    assert grew("avatar_callbacks_handler_attempts_total", outcome="ok")
+    assert grew("avatar_callbacks_handler_attempts_total", handler=HANDLER, outcome="ok")
     assert grew("avatar_callbacks_dispatch_lag_seconds_count")
     assert re.search(r"^avatar_callbacks_inbox_depth \d", text, re.MULTILINE)
     for secret in KEYS.values():

@@ -1,0 +1,286 @@
+"""``callbacks events ...``: what arrived, what the handlers did, replay and retention.
+
+These commands read and change the store beside a running receiver: a replayed event becomes
+``pending`` again and the receiver's dispatcher delivers it on its next poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+import orjson
+
+from callbacks.cli_support import (
+    MomentType,
+    config_option,
+    echo_json,
+    fail,
+    format_table,
+    iso,
+    json_option,
+    load_config_or_fail,
+    run_with_store,
+)
+from callbacks.config import Config
+from callbacks.events import masked
+from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
+
+
+@click.group("events")
+def events_group() -> None:
+    """Inspect, replay and purge stored callbacks.
+
+    \b
+    Example:
+      callbacks events list --status dead --since 24h
+      callbacks events show 0190a3f2
+      callbacks events replay --dead --route sensetime
+    """
+
+
+# --------------------------------------------------------------------------- list
+
+
+@events_group.command("list")
+@config_option
+@click.option("--route", "route_name", metavar="ROUTE", help="Only this route's events.")
+@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this state.")
+@click.option(
+    "--since",
+    type=MomentType(ahead=False),
+    help="Only events received since: a date (2026-12-01) or a duration ago (1h, 7d).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first.",
+)
+@json_option
+def list_events(
+    config_path: str | None,
+    route_name: str | None,
+    status: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List stored callbacks, newest first.
+
+    \b
+    Example:
+      callbacks events list --route sensetime --status pending --since 1h
+      callbacks events list --status dead --json | jq -r '.[].id'
+    """
+    config = load_config_or_fail(config_path)
+    where = EventFilter(
+        route=route_name,
+        status=status,
+        since=since.timestamp() if since else None,
+        limit=limit,
+    )
+
+    async def run(store: Store) -> list[StoredEvent]:
+        return await store.list_events(where)
+
+    events: list[StoredEvent] = run_with_store(config, run)
+    if as_json:
+        echo_json([_summary(e) for e in events])
+        return
+    if not events:
+        click.echo("no events match", err=True)
+        return
+    click.echo(format_table(_HEADERS, [_table_row(e) for e in events]))
+
+
+_HEADERS = ("ID", "RECEIVED", "ROUTE", "TYPE", "STATUS", "ATTEMPTS", "KEY ID")
+
+
+def _table_row(event: StoredEvent) -> list[str]:
+    return [
+        event.id,
+        iso(event.received_at),
+        event.route,
+        event.event_type,
+        event.status,
+        str(event.attempts),
+        event.key_id or "-",
+    ]
+
+
+def _summary(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "received_at": iso(event.received_at),
+        "route": event.route,
+        "provider": event.provider,
+        "event_type": event.event_type,
+        "status": event.status,
+        "attempts": event.attempts,
+        "key_id": event.key_id,
+        "next_attempt_at": iso(event.next_attempt_at) if event.status == "pending" else None,
+        "last_error": event.last_error,
+        "duplicate_of": event.duplicate_of,
+        "updated_at": iso(event.updated_at),
+    }
+
+
+# --------------------------------------------------------------------------- show
+
+
+@events_group.command("show")
+@config_option
+@click.argument("event_id", metavar="ID")
+@json_option
+def show(config_path: str | None, event_id: str, as_json: bool) -> None:
+    """Show one event: its metadata, handler state and body (authentication fields masked).
+
+    ID may be a unique prefix of the id.
+
+    \b
+    Example:
+      callbacks events show 0190a3f2c4
+    """
+    config = load_config_or_fail(config_path)
+    event = _get_or_fail(config, event_id)
+    body = _display_body(event)
+    if as_json:
+        echo_json({**_summary(event), "handler_state": event.handler_state, "body": body})
+        return
+    click.echo(format_table(("FIELD", "VALUE"), _detail_rows(event)))
+    click.echo("\nhandler state:")
+    click.echo(_pretty(event.handler_state) if event.handler_state else "  (none recorded)")
+    click.echo("\nbody:")
+    click.echo(body if isinstance(body, str) else _pretty(body))
+
+
+def _get_or_fail(config: Config, id_prefix: str) -> StoredEvent:
+    async def run(store: Store) -> StoredEvent | None:
+        return await store.get(id_prefix)
+
+    event: StoredEvent | None = run_with_store(config, run)
+    if event is None:
+        fail(
+            f"no single event has an id starting with {id_prefix!r} (none matches, or several "
+            "do: type more of the id); `callbacks events list` shows ids"
+        )
+    return event
+
+
+def _detail_rows(event: StoredEvent) -> list[list[str]]:
+    summary = _summary(event)
+    return [[name, "-" if value is None else str(value)] for name, value in summary.items()]
+
+
+def _display_body(event: StoredEvent) -> Any:
+    """The body as JSON with its authentication fields masked; text if it is not JSON."""
+    try:
+        raw = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        return event.body.decode("utf-8", "replace")
+    if not isinstance(raw, dict):
+        return raw
+    return masked(event.provider, raw)
+
+
+def _pretty(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@events_group.command("replay")
+@config_option
+@click.argument("event_ids", metavar="[ID]...", nargs=-1)
+@click.option("--dead", is_flag=True, help="Re-queue every dead event (of --route, if given).")
+@click.option("--route", "route_name", metavar="ROUTE", help="With --dead: only this route.")
+@json_option
+def replay(
+    config_path: str | None,
+    event_ids: Sequence[str],
+    dead: bool,
+    route_name: str | None,
+    as_json: bool,
+) -> None:
+    """Re-queue events for the handlers: the given IDs (unique prefixes), or all --dead ones.
+
+    Handlers that already succeeded for an event are not called again, unless all of them had.
+    A running receiver delivers re-queued events on its next poll.
+
+    \b
+    Example:
+      callbacks events replay 0190a3f2c4 0190a3f31b
+      callbacks events replay --dead --route metastudio-video
+    """
+    if bool(event_ids) == dead:
+        raise click.UsageError("pass event IDs or --dead (not both)")
+    if route_name and not dead:
+        raise click.UsageError("--route applies with --dead only")
+    config = load_config_or_fail(config_path)
+    ids = [] if dead else _resolve_replayable(config, event_ids)
+
+    async def run(store: Store) -> int:
+        return await store.requeue(ids, dead=dead, route=route_name)
+
+    count: int = run_with_store(config, run)
+    if as_json:
+        echo_json({"requeued": count})
+        return
+    click.echo(f"re-queued {count} event(s); a running receiver delivers them on its next poll")
+
+
+def _resolve_replayable(config: Config, prefixes: Sequence[str]) -> list[str]:
+    """Full ids for the prefixes, refusing (before changing anything) what cannot be replayed."""
+    ids: list[str] = []
+    for prefix in prefixes:
+        event = _get_or_fail(config, prefix)
+        if event.status == "duplicate":
+            fail(
+                f"event {event.id} is a duplicate of {event.duplicate_of} and was never "
+                f"delivered: replay {event.duplicate_of} instead"
+            )
+        if event.id not in ids:
+            ids.append(event.id)
+    return ids
+
+
+# --------------------------------------------------------------------------- purge
+
+
+@events_group.command("purge")
+@config_option
+@click.option(
+    "--before",
+    type=MomentType(ahead=False),
+    required=True,
+    help="Delete events received before this: a date (2026-01-01) or an age (30d = older than "
+    "30 days).",
+)
+@json_option
+def purge(config_path: str | None, before: datetime, as_json: bool) -> None:
+    """Delete old events (retention). Pending events are always kept.
+
+    \b
+    Example:
+      callbacks events purge --before 30d
+      callbacks events purge --before 2026-01-01
+    """
+    config = load_config_or_fail(config_path)
+
+    async def run(store: Store) -> int:
+        return await store.purge(before.timestamp())
+
+    count: int = run_with_store(config, run)
+    if as_json:
+        echo_json({"purged": count, "before": iso(before)})
+        return
+    click.echo(f"purged {count} event(s) received before {iso(before)} (pending events are kept)")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(events_group)

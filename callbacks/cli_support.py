@@ -1,0 +1,227 @@
+"""What every ``callbacks`` command shares: finding the config, opening the store, failing
+clearly, and parsing and printing moments, durations, tables and JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+import orjson
+
+from callbacks.config import CONFIG_ENV, Config, ConfigError, RouteConfig, load_config
+from callbacks.devsetup import DEV_CONFIG
+from callbacks.keyfile import KeyEntry, KeyFile, KeyFileError, read_key_file
+from callbacks.store import Store, StoreUnavailable, open_store
+
+CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
+
+
+def fail(message: str) -> NoReturn:
+    """Report a failed operation (exit 1) in one clear line on stderr."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def resolve_config_path(path: str | None) -> Path | None:
+    if path:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if DEV_CONFIG.exists():
+        return DEV_CONFIG
+    return None
+
+
+def load_config_or_fail(path: str | None) -> Config:
+    resolved = resolve_config_path(path)
+    if resolved is None:
+        fail(
+            "no config: pass --config PATH, set CALLBACKS_CONFIG, or run `callbacks serve` once "
+            "to create the development setup"
+        )
+    try:
+        return load_config(resolved.resolve())
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def config_dir(config: Config) -> Path:
+    return Path(config.source).parent
+
+
+def store_for(config: Config) -> Store:
+    return open_store(config.store.url, base_dir=config_dir(config))
+
+
+def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:
+    """Open the store, run ``await operation(store)``, close it; store errors exit 1."""
+
+    async def main() -> Any:
+        store = store_for(config)
+        try:
+            if upgrade:
+                await store.upgrade()
+            else:
+                await store.open()
+            return await operation(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except StoreUnavailable as exc:
+        fail(str(exc))
+
+
+config_option = click.option(
+    "--config", "config_path", metavar="PATH", default=None, help=CONFIG_HELP
+)
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_HINT = "use a number and a unit: 30m, 24h, 7d (s, m, h, d, w)"
+
+
+def parse_duration(text: str) -> int:
+    """``30m`` -> 1800 seconds. Raises ValueError naming the accepted forms."""
+    text = text.strip()
+    if text == "0":
+        return 0
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: {DURATION_HINT}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_moment(text: str, *, now: datetime, ahead: bool) -> datetime:
+    """An ISO date or date-time (UTC unless it names a zone), or a duration from ``now``.
+
+    ``ahead`` says which way a duration counts: ``7d`` is a week from now for a deadline, a week
+    ago for ``--since`` and ``--before``.
+    """
+    text = text.strip()
+    if _DURATION.match(text):
+        delta = timedelta(seconds=parse_duration(text))
+        return now + delta if ahead else now - delta
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        direction = "from now" if ahead else "ago"
+        raise ValueError(
+            f"{text!r} is neither a date (2026-12-01, 2026-12-01T08:00:00Z) nor a duration "
+            f"{direction} (30m, 24h, 7d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+if TYPE_CHECKING:  # click >= 8.2 types ParamType's value; older clicks are not generic
+    _IntParam = click.ParamType[int, Any]
+    _MomentParam = click.ParamType[datetime, Any]
+else:
+    _IntParam = _MomentParam = click.ParamType
+
+
+class DurationType(_IntParam):
+    """A click parameter holding a duration in whole seconds (``30m``, ``24h``, ``7d``)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class MomentType(_MomentParam):
+    """A click parameter holding a UTC moment: a date, a date-time, or a duration ago/ahead."""
+
+    name = "date"
+
+    def __init__(self, *, ahead: bool) -> None:
+        self.ahead = ahead
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(str(value), now=datetime.now(UTC), ahead=self.ahead)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def iso(moment: datetime | float | None) -> str:
+    """UTC, to the second, with a Z: ``2026-12-01T08:00:00Z``; ``-`` for nothing."""
+    if moment is None:
+        return "-"
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ago(seconds: float) -> str:
+    """A short human span: ``45s``, ``12m``, ``5h``, ``3d``."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def route_or_fail(config: Config, name: str) -> RouteConfig:
+    try:
+        return config.route(name)
+    except KeyError as exc:
+        fail(f"{exc.args[0]}; routes are defined in {config.source}")
+
+
+def read_keys_or_fail(config: Config, *, missing_ok: bool = False) -> KeyFile:
+    try:
+        return read_key_file(config.keys.file, missing_ok=missing_ok)
+    except KeyFileError as exc:
+        fail(str(exc))
+
+
+def primary_entry(keyfile: KeyFile, route: str) -> KeyEntry | None:
+    entries = keyfile.for_route(route)
+    return entries[0] if entries and entries[0].state == "primary" else None
+
+
+def primary_or_fail(config: Config, route: RouteConfig) -> KeyEntry:
+    entry = primary_entry(read_keys_or_fail(config), route.name)
+    if entry is None:
+        fail(
+            f"route {route.name!r} has no primary key in {config.keys.file}: "
+            f"add one with `callbacks keys add {route.name} --generate`"
+        )
+    return entry

@@ -1,0 +1,503 @@
+"""The dispatcher against a real SQLite store, with a fake clock: retries, dead events, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callbacks.config import DispatchConfig, RouteConfig
+from callbacks.dispatcher import Dispatcher, backoff_delay
+from callbacks.events import (
+    Event,
+    MetaStudioJobResult,
+    MetaStudioLiveEvent,
+    RtmpStreamStateChange,
+    SenseTimeCallback,
+    dedupe_key,
+)
+from callbacks.handlers import Handlers
+from callbacks.store import InboundCallback, Outcome, StoredEvent, new_delivery_id
+from callbacks.store_sqlite import SQLiteStore
+
+VIDEO = RouteConfig(
+    name="ms-video",
+    path="/cb/video",
+    provider="metastudio",
+    public_url="https://hooks.example.com/cb/video",
+    kind="video",
+    auth="MSS_A",
+)
+LIVE = RouteConfig(
+    name="ms-live",
+    path="/cb/live",
+    provider="metastudio",
+    public_url="https://hooks.example.com/cb/live",
+    kind="live",
+    auth="MSS_A_HEAD",
+)
+SENSETIME = RouteConfig(
+    name="st",
+    path="/cb/st",
+    provider="sensetime",
+    public_url="https://hooks.example.com/cb/st",
+)
+ROUTES = {r.name: r for r in (VIDEO, LIVE, SENSETIME)}
+CONFIG = DispatchConfig(
+    max_attempts=3,
+    backoff_initial=10.0,
+    backoff_max=1000.0,
+    concurrency=2,
+    lease_seconds=60.0,
+    poll_interval=0.01,
+)
+
+
+class Clock:
+    """Starts at the real time (the store's re-queue uses it) and only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Recorder:
+    """Handlers that remember every call, and fail while told to."""
+
+    calls: dict[str, list[Event]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    threads: dict[str, int] = field(default_factory=dict)
+
+    def record(self, name: str, event: Event) -> None:
+        self.calls.setdefault(name, []).append(event)
+        self.threads[name] = threading.get_ident()
+        if name in self.failing:
+            raise RuntimeError(f"{name} failed")
+
+    def count(self, name: str) -> int:
+        return len(self.calls.get(name, []))
+
+
+def registry(recorder: Recorder) -> Handlers:
+    h = Handlers()
+
+    @h.on(MetaStudioJobResult)
+    def sync_handler(event: MetaStudioJobResult) -> None:
+        recorder.record("sync", event)
+
+    @h.on(MetaStudioJobResult)
+    async def async_handler(event: MetaStudioJobResult) -> None:
+        await asyncio.sleep(0)
+        recorder.record("async", event)
+
+    @h.on(MetaStudioLiveEvent)
+    def live_handler(event: MetaStudioLiveEvent) -> None:
+        recorder.record("live", event)
+
+    @h.on_any
+    def audit(event: Event) -> None:
+        recorder.record("audit", event)
+
+    return h
+
+
+def callback(route: RouteConfig, body: dict[str, Any], now: float) -> InboundCallback:
+    return InboundCallback(
+        delivery_id=new_delivery_id(now),
+        route=route.name,
+        provider=route.provider,
+        event_type="test",
+        dedupe_key=dedupe_key(route, body),
+        key_id="abc123def456",
+        received_at=now,
+        body=orjson.dumps(body),
+    )
+
+
+JOB_BODY = {"result": "SUCCEED", "asset_id": "a-1", "job_id": "job-1"}
+
+
+def run(tmp_path: Path, scenario: Callable[[SQLiteStore], Awaitable[None]]) -> None:
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "callbacks.db")
+        await store.upgrade()
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def stored(store: SQLiteStore, delivery_id: str) -> StoredEvent:
+    event = await store.get(delivery_id)
+    assert event is not None
+    return event
+
+
+# -- delivering --------------------------------------------------------------------------------
+
+
+def test_sync_and_async_handlers_get_the_typed_event(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        assert (await stored(store, accepted.delivery_id)).status == "pending"
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock, rng=lambda: 0)
+
+        assert await dispatcher.run_once() == 1
+        assert await dispatcher.run_once() == 0  # nothing left
+
+        for name in ("sync", "async", "audit"):
+            (event,) = rec.calls[name]
+            assert isinstance(event, MetaStudioJobResult)
+            assert event.delivery_id == accepted.delivery_id
+            assert event.job_id == "job-1"
+            assert event.succeeded
+            assert event.key_id == "abc123def456"
+            assert event.raw == JOB_BODY
+        assert rec.count("live") == 0
+        assert rec.threads["sync"] != threading.get_ident()  # sync handlers run off the loop
+        assert rec.threads["async"] == threading.get_ident()
+
+        row = await stored(store, accepted.delivery_id)
+        assert row.status == "delivered"
+        assert row.attempts == 1
+        assert row.last_error is None
+        assert {s["status"] for s in row.handler_state.values()} == {"ok"}
+        assert len(row.handler_state) == 3
+
+    run(tmp_path, scenario)
+
+
+def test_subclass_events_reach_base_class_handlers(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+    body = {
+        "event_type": "RTMP_STREAM_STATE_CHANGE",
+        "message": orjson.dumps({"room_id": "r1", "state": "CONNECTED"}).decode(),
+    }
+
+    async def scenario(store: SQLiteStore) -> None:
+        await store.accept(callback(LIVE, body, clock()))
+        await store.accept(callback(SENSETIME, {"taskId": 5, "status": 35}, clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        assert await dispatcher.run_once() == 2
+        (live,) = rec.calls["live"]
+        assert isinstance(live, RtmpStreamStateChange)
+        assert live.state == "CONNECTED"
+        audited = {type(e) for e in rec.calls["audit"]}  # concurrent: in no particular order
+        assert audited == {RtmpStreamStateChange, SenseTimeCallback}
+        assert rec.count("sync") == rec.count("async") == 0
+
+    run(tmp_path, scenario)
+
+
+def test_event_of_a_removed_route_still_reaches_catch_alls(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        gone = RouteConfig("old", "/cb/old", "metastudio", "https://h.example/old", "video", "NONE")
+        accepted = await store.accept(callback(gone, JOB_BODY, clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        assert await dispatcher.run_once() == 1
+        (event,) = rec.calls["audit"]
+        assert type(event) is Event
+        assert event.route == "old"
+        assert rec.count("sync") == 0
+        assert (await stored(store, accepted.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_event_without_matching_handlers_is_delivered(tmp_path: Path) -> None:
+    clock = Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        dispatcher = Dispatcher(store, Handlers(), ROUTES, CONFIG, clock=clock)
+        assert await dispatcher.run_once() == 1
+        row = await stored(store, accepted.delivery_id)
+        assert row.status == "delivered"
+        assert row.handler_state == {}
+
+    run(tmp_path, scenario)
+
+
+def test_many_events_with_limited_concurrency(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        for n in range(12):
+            await store.accept(callback(VIDEO, dict(JOB_BODY, job_id=f"job-{n}"), clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        handled = 0
+        while count := await dispatcher.run_once():
+            handled += count
+        assert handled == 12
+        jobs = sorted(e.raw["job_id"] for e in rec.calls["async"])
+        assert jobs == sorted(f"job-{n}" for n in range(12))
+        assert await store.inbox_depth() == 0
+
+    run(tmp_path, scenario)
+
+
+# -- failing handlers --------------------------------------------------------------------------
+
+
+def test_failing_handler_is_retried_with_backoff_then_dead(tmp_path: Path) -> None:
+    rec, clock = Recorder(failing={"async"}), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock, rng=lambda: 0.5)
+        async_name = next(r.name for r in dispatcher.handlers.registrations if "async" in r.name)
+
+        # Attempt 1: base 10 s, equal jitter at 0.5 -> 7.5 s.
+        assert await dispatcher.run_once() == 1
+        row = await stored(store, accepted.delivery_id)
+        assert row.status == "pending"
+        assert row.attempts == 1
+        assert row.next_attempt_at == pytest.approx(clock() + 7.5)
+        assert row.handler_state[async_name] == {
+            "status": "failed",
+            "attempts": 1,
+            "error": "RuntimeError: async failed",
+        }
+        assert row.last_error == f"{async_name}: RuntimeError: async failed"
+        assert await dispatcher.run_once() == 0  # not due yet
+        clock.advance(7.4)
+        assert await dispatcher.run_once() == 0
+        clock.advance(0.1)
+
+        # Attempt 2: base 20 s -> 15 s.
+        assert await dispatcher.run_once() == 1
+        row = await stored(store, accepted.delivery_id)
+        assert (row.status, row.attempts) == ("pending", 2)
+        assert row.next_attempt_at == pytest.approx(clock() + 15.0)
+        clock.advance(15.0)
+
+        # Attempt 3 = max_attempts: the handler is dead, and with it the event.
+        assert await dispatcher.run_once() == 1
+        row = await stored(store, accepted.delivery_id)
+        assert row.status == "dead"
+        assert row.attempts == 3
+        assert row.handler_state[async_name]["status"] == "dead"
+        assert row.handler_state[async_name]["attempts"] == 3
+        clock.advance(10_000)
+        assert await dispatcher.run_once() == 0
+
+        # The handlers that succeeded ran exactly once; the failing one every attempt.
+        assert rec.count("sync") == 1
+        assert rec.count("audit") == 1
+        assert rec.count("async") == 3
+        ok = {n: s for n, s in row.handler_state.items() if n != async_name}
+        assert len(ok) == 2
+        assert all(s == {"status": "ok", "attempts": 1} for s in ok.values())
+
+    run(tmp_path, scenario)
+
+
+def test_delivery_id_is_the_stored_id_and_survives_retries(tmp_path: Path) -> None:
+    rec, clock = Recorder(failing={"sync"}), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock, rng=lambda: 1)
+        assert await dispatcher.run_once() == 1
+        rec.failing.clear()
+        clock.advance(10)  # attempt 1 with rng 1: the full base of 10 s
+        assert await dispatcher.run_once() == 1
+        assert [e.delivery_id for e in rec.calls["sync"]] == [accepted.delivery_id] * 2
+        assert (await stored(store, accepted.delivery_id)).status == "delivered"
+        assert rec.count("async") == 1
+
+    run(tmp_path, scenario)
+
+
+def test_requeue_dead_reruns_only_the_failed_handler(tmp_path: Path) -> None:
+    rec, clock = Recorder(failing={"sync"}), Clock()
+    config = DispatchConfig(max_attempts=1, backoff_initial=1, concurrency=1)
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        other = await store.accept(callback(VIDEO, dict(JOB_BODY, job_id="other"), clock()))
+        first = Dispatcher(store, registry(rec), ROUTES, config, clock=clock)
+        assert await first.run_once() == 2  # sync fails on both, and one attempt is the limit
+        assert (await stored(store, accepted.delivery_id)).status == "dead"
+        assert (await stored(store, other.delivery_id)).status == "dead"
+        assert rec.count("sync") == 2
+
+        rec.failing.clear()  # the bug is fixed: replay the dead events
+        assert await store.requeue(dead=True) == 2
+        row = await stored(store, accepted.delivery_id)
+        assert (row.status, row.attempts) == ("pending", 0)
+        assert all(s["status"] == "ok" for s in row.handler_state.values())
+        clock.advance(60)
+
+        assert await first.run_once() == 2
+        assert rec.count("sync") == 4  # the failed handler again, for each event
+        assert rec.count("async") == 2  # not re-run
+        assert rec.count("audit") == 2
+        row = await stored(store, accepted.delivery_id)
+        assert (row.status, row.attempts, row.last_error) == ("delivered", 1, None)
+        assert await store.requeue(dead=True) == 0
+
+    run(tmp_path, scenario)
+
+
+def test_requeue_of_a_delivered_event_replays_every_handler(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        await dispatcher.run_once()
+        assert await store.requeue([accepted.delivery_id]) == 1
+        clock.advance(60)
+        assert await dispatcher.run_once() == 1
+        assert rec.count("sync") == rec.count("async") == rec.count("audit") == 2
+        assert {e.delivery_id for e in rec.calls["audit"]} == {accepted.delivery_id}
+
+    run(tmp_path, scenario)
+
+
+# -- crashes -----------------------------------------------------------------------------------
+
+
+def test_event_claimed_by_a_crashed_dispatcher_is_delivered_after_recover(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+    path = tmp_path / "callbacks.db"
+
+    async def main() -> None:
+        # The first process claims the event, then dies before writing an outcome.
+        old = SQLiteStore(path)
+        await old.upgrade()
+        await old.recover()
+        accepted = await old.accept(callback(VIDEO, JOB_BODY, clock()))
+        crashed = Dispatcher(old, registry(Recorder()), ROUTES, CONFIG, clock=clock)
+        claimed = await old.claim(owner=crashed.owner, now=clock(), limit=10, lease_seconds=60)
+        assert [e.id for e in claimed] == [accepted.delivery_id]
+        await old.close()
+
+        new = SQLiteStore(path)
+        await new.open()
+        try:
+            dispatcher = Dispatcher(new, registry(rec), ROUTES, CONFIG, clock=clock)
+            assert dispatcher.owner != crashed.owner
+            assert await dispatcher.run_once() == 0  # still under the dead process's lease
+            await new.recover()
+            assert await dispatcher.run_once() == 1
+            assert rec.count("sync") == rec.count("async") == 1
+            assert rec.calls["sync"][0].delivery_id == accepted.delivery_id
+            row = await stored(new, accepted.delivery_id)
+            assert (row.status, row.attempts) == ("delivered", 1)
+            # A late outcome from the crashed owner is not written.
+            late = Outcome("pending", 1, clock(), {}, "late")
+            assert not await new.finish(accepted.delivery_id, owner=crashed.owner, outcome=late)
+            assert (await stored(new, accepted.delivery_id)).status == "delivered"
+        finally:
+            await new.close()
+
+    asyncio.run(main())
+
+
+def test_expired_lease_lets_another_dispatcher_deliver(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        accepted = await store.accept(callback(VIDEO, JOB_BODY, clock()))
+        await store.claim(owner="gone", now=clock(), limit=10, lease_seconds=CONFIG.lease_seconds)
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        clock.advance(CONFIG.lease_seconds)
+        assert await dispatcher.run_once() == 0
+        clock.advance(1)
+        assert await dispatcher.run_once() == 1
+        assert (await stored(store, accepted.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> None:
+    from callbacks.store import StoreUnavailable
+
+    async def main() -> None:
+        first, second = SQLiteStore(tmp_path / "db"), SQLiteStore(tmp_path / "db")
+        await first.upgrade()
+        await second.open()
+        try:
+            await first.recover()
+            with pytest.raises(StoreUnavailable, match="another receiver process"):
+                await second.recover()
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(main())
+
+
+def test_background_loop_delivers_and_stops(tmp_path: Path) -> None:
+    rec = Recorder()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG)
+        dispatcher.start()
+        try:
+            accepted = await store.accept(callback(VIDEO, JOB_BODY, time.time()))
+            dispatcher.wake()
+            for _ in range(500):
+                if (await stored(store, accepted.delivery_id)).status == "delivered":
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await dispatcher.stop()
+        assert (await stored(store, accepted.delivery_id)).status == "delivered"
+        assert rec.count("async") == 1
+
+    run(tmp_path, scenario)
+
+
+# -- backoff -----------------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    config = DispatchConfig(backoff_initial=1.0, backoff_max=60.0)
+    low = [backoff_delay(n, config, lambda: 0.0) for n in range(1, 9)]
+    high = [backoff_delay(n, config, lambda: 1.0) for n in range(1, 9)]
+    assert low == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert high == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert backoff_delay(0, config, lambda: 1.0) == 1.0  # attempt 0 counts as the first
+    # Counters keep growing past max_attempts when handlers are added; the cap still holds.
+    assert backoff_delay(5000, config, lambda: 1.0) == 60.0
+
+
+@given(
+    attempt=st.integers(min_value=0, max_value=20_000),
+    initial=st.floats(min_value=0.001, max_value=3600),
+    cap=st.floats(min_value=0.001, max_value=86400),
+    r=st.floats(min_value=0, max_value=1),
+)
+def test_backoff_jitter_stays_between_half_and_full_base(
+    attempt: int, initial: float, cap: float, r: float
+) -> None:
+    config = DispatchConfig(backoff_initial=initial, backoff_max=cap)
+    exponent = max(attempt - 1, 0)
+    base = cap if exponent > 64 else min(cap, initial * 2**exponent)
+    delay = backoff_delay(attempt, config, lambda: r)
+    assert base / 2 <= delay <= base
+    assert delay <= cap
