@@ -217,13 +217,18 @@ def dedupe_key(route: RouteConfig, raw: Mapping[str, Any]) -> str:
     """
     if route.provider == "metastudio" and route.kind not in ("live", "tts"):
         job, result = raw.get("job_id"), raw.get("result")
-        if isinstance(job, str) and job and isinstance(result, str):
+        if _key_part(job) and _key_part(result):
             return f"{route.name}:job:{job}:{result}"
     if route.provider == "metastudio" and route.kind == "tts":
         job, status = raw.get("job_id"), raw.get("status")
-        if isinstance(job, str) and job and isinstance(status, str):
+        if _key_part(job) and _key_part(status):
             return f"{route.name}:tts:{job}:{status}"
     return f"{route.name}:body:{body_digest(route, raw)}"
+
+
+def _key_part(value: object) -> bool:
+    """Only short printable text goes into a key as is (a NUL, say, is unstorable in PostgreSQL)."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()
 
 
 def body_digest(route: RouteConfig, raw: Mapping[str, Any]) -> str:

@@ -446,3 +446,18 @@ def test_build_event_and_dedupe_key_never_raise(raw: dict[str, Any], r: RouteCon
     message = decode_live_message(raw.get("message"))
     if isinstance(raw.get("message"), str) and "stream_key" in message:
         assert decode_live_message(shown["message"])["stream_key"] == "***"
+
+
+@pytest.mark.parametrize("job_id", ["job\x00evil", "j" * 129, "line\nbreak"])
+def test_dedupe_key_never_carries_unstorable_or_huge_text(job_id: str) -> None:
+    route = RouteConfig(
+        name="v",
+        path="/v",
+        provider="metastudio",
+        public_url="https://h.example.com/v",
+        kind="video",
+        auth="MSS_A",
+    )
+    key = dedupe_key(route, {"job_id": job_id, "result": "SUCCEED"})
+    assert key.startswith("v:body:")
+    assert job_id not in key

@@ -236,3 +236,41 @@ def test_an_invalid_url_is_reported_without_quoting_it() -> None:
     with pytest.raises(StoreUnavailable, match="not valid") as info:
         asyncio.run(store.upgrade())
     assert "s3cret-pw" not in str(info.value)
+
+
+def test_one_unstorable_callback_does_not_fail_its_batch(postgres_schema_url: str) -> None:
+    """A NUL character is not storable in PostgreSQL text: only that callback fails."""
+
+    async def main() -> list[Accepted | BaseException]:
+        store = PostgresStore(postgres_schema_url)
+        await store.upgrade()
+        try:
+            batch = [callback(f"ok-{i}") for i in range(20)]
+            batch.insert(7, callback("bad-\x00-key"))
+            return await asyncio.gather(*(store.accept(c) for c in batch), return_exceptions=True)
+        finally:
+            await store.close()
+
+    results = asyncio.run(main())
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1
+    assert isinstance(failed[0], StoreUnavailable)
+    assert isinstance(results[7], StoreUnavailable)
+    assert asyncio.run(count_by_status(postgres_schema_url)) == {"pending": 20}
+
+
+def test_duplicates_inside_one_batch_point_at_the_first(postgres_schema_url: str) -> None:
+    async def main() -> list[Accepted]:
+        store = PostgresStore(postgres_schema_url)
+        await store.upgrade()
+        try:
+            batch = [callback(f"key-{i % 5}") for i in range(40)]
+            return list(await asyncio.gather(*(store.accept(c) for c in batch)))
+        finally:
+            await store.close()
+
+    results = asyncio.run(main())
+    originals = {r.delivery_id for r in results if not r.duplicate}
+    assert len(originals) == 5
+    assert all(r.duplicate_of in originals for r in results if r.duplicate)
+    assert asyncio.run(count_by_status(postgres_schema_url)) == {"pending": 5, "duplicate": 35}
