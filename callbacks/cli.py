@@ -89,6 +89,13 @@ def _check_startable(config: Config) -> None:
         load_handlers(config.handler_modules)
     except (KeyFileError, HandlerLoadError) as exc:
         fail(str(exc))
+    if not config.store.url.startswith("sqlite://"):
+        # SQLite creates its schema at start; a shared database is migrated on purpose, once.
+        run_with_store(config, _nothing)
+
+
+async def _nothing(store: Store) -> None:
+    return None
 
 
 def _print_banner(config: Config, *, dev: bool) -> None:
@@ -119,11 +126,7 @@ def db_upgrade(config_path: str | None) -> None:
       callbacks db upgrade --config /etc/avatar-callbacks/callbacks.toml
     """
     config = load_config_or_fail(config_path)
-
-    async def noop(store: Store) -> None:
-        return None
-
-    run_with_store(config, noop, upgrade=True)
+    run_with_store(config, _nothing, upgrade=True)
     click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
 
 
