@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from verify.metastudio import canonical_uri
+
 Provider = Literal["sensetime", "metastudio"]
 MetaStudioKind = Literal["video", "photo_video", "business_card", "subtitle", "tts", "live"]
 MetaStudioAuth = Literal["MSS_A", "MSS_A_HEAD", "NONE"]
@@ -335,6 +337,10 @@ def _check_public_url(reader: _Reader, setting: str, url: str) -> None:
         )
     if parts.fragment:
         raise ConfigError(reader.source, setting, "must not have a #fragment")
+    try:
+        canonical_uri(url)  # what MetaStudio signs; SenseTime signs the URL verbatim
+    except ValueError as exc:
+        raise ConfigError(reader.source, setting, str(exc)) from None
 
 
 def _check_unique(reader: _Reader, routes: tuple[RouteConfig, ...]) -> None:

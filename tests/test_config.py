@@ -663,3 +663,24 @@ def test_valid_file_with_arbitrary_replacements_raises_only_config_error(
         if isinstance(target, dict):
             target[key] = value
     _check_only_config_errors(data)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://user:pw@hooks.example.com/cb", "user information"),
+        ("https://hooks.example.com:abc/cb", "port"),
+    ],
+)
+def test_public_url_the_signers_cannot_use_is_refused_at_load(url: str, problem: str) -> None:
+    route = {
+        "name": "v",
+        "path": "/v",
+        "provider": "metastudio",
+        "kind": "video",
+        "public_url": url,
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config({"routes": [route]})
+    assert "routes[0] (v).public_url" in str(info.value)
+    assert problem in str(info.value)
