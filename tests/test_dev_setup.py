@@ -67,7 +67,7 @@ def test_serve_without_config_starts_a_dev_setup_that_accepts_simulated_callback
         assert keys.for_route("metastudio-video")
 
         for route in ("sensetime", "metastudio-video"):
-            args = command.group(1).split()[1:-1] + [route]
+            args = [*command.group(1).split()[1:-1], route]
             sent = subprocess.run(
                 [*CLI, *args], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60
             )
