@@ -129,6 +129,9 @@ class Store(Protocol):
     async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
         """Write back one event's outcome and release the claim; False if the claim was lost."""
 
+    async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        """:meth:`finish` for a whole dispatch round in one write; returns how many were ours."""
+
     async def get(self, id_prefix: str) -> StoredEvent | None: ...
 
     async def list_events(self, where: EventFilter) -> list[StoredEvent]: ...

@@ -144,10 +144,13 @@ FROM due WHERE e.id = due.id
 RETURNING {_columns("e")}
 """  # noqa: S608
 
-_FINISH_SQL = f"""
-UPDATE {EVENTS} SET status = %s, attempts = %s, next_attempt_at = %s, handler_state = %s::jsonb,
-    last_error = %s, claimed_until = NULL, claimed_by = NULL, updated_at = %s
-WHERE id = %s AND claimed_by = %s
+_FINISH_MANY_SQL = f"""
+UPDATE {EVENTS} AS e SET status = t.status, attempts = t.attempts,
+    next_attempt_at = t.next_attempt_at, handler_state = t.handler_state::jsonb,
+    last_error = t.last_error, claimed_until = NULL, claimed_by = NULL, updated_at = %s
+FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[], %s::text[])
+     AS t(id, status, attempts, next_attempt_at, handler_state, last_error)
+WHERE e.id = t.id AND e.claimed_by = %s
 """  # noqa: S608
 
 _REQUEUE_SQL = f"""
@@ -412,19 +415,20 @@ class PostgresStore:
         return sorted((_row_to_event(r) for r in rows), key=lambda e: e.id)
 
     async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
-        params = (
-            outcome.status,
-            outcome.attempts,
-            outcome.next_attempt_at,
-            orjson.dumps(dict(outcome.handler_state)).decode(),
-            outcome.last_error,
-            time.time(),
-            event_id,
-            owner,
+        return await self.finish_many([(event_id, outcome)], owner=owner) == 1
+
+    async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        columns = (
+            [event_id for event_id, _ in outcomes],
+            [o.status for _, o in outcomes],
+            [o.attempts for _, o in outcomes],
+            [o.next_attempt_at for _, o in outcomes],
+            [orjson.dumps(dict(o.handler_state)).decode() for _, o in outcomes],
+            [o.last_error for _, o in outcomes],
         )
         async with self._connection() as conn:
-            cur = await conn.execute(_FINISH_SQL, params)
-            return cur.rowcount == 1
+            cur = await conn.execute(_FINISH_MANY_SQL, (time.time(), *columns, owner))
+            return cur.rowcount
 
     # -- operating -----------------------------------------------------------------------------
 

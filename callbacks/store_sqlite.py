@@ -91,17 +91,25 @@ def _row_to_event(row: Sequence[Any]) -> StoredEvent:
 
 
 class _Job:
-    __slots__ = ("error", "fn", "future", "loop", "result")
+    """One write. ``atomic`` jobs run several statements and get a savepoint of their own; a
+    single statement needs none, since SQLite undoes a failed statement by itself."""
+
+    __slots__ = ("atomic", "callback", "error", "fn", "future", "loop", "result")
 
     def __init__(
         self,
-        fn: Callable[[sqlite3.Connection], Any],
+        fn: Callable[[sqlite3.Connection], Any] | None,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        *,
+        atomic: bool = False,
+        callback: InboundCallback | None = None,
     ) -> None:
-        self.fn = fn
+        self.fn = fn  # None for an accepted callback: those are inserted together
         self.loop = loop
         self.future = future
+        self.atomic = atomic
+        self.callback = callback
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -233,14 +241,17 @@ class SQLiteStore:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
+            _accept_all(conn, [job for job in batch if job.callback is not None])
             for job in batch:
-                conn.execute("SAVEPOINT job")
+                if job.fn is None:
+                    continue
+                if job.atomic:
+                    _run_atomic(conn, job)
+                    continue
                 try:
                     job.result = job.fn(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
                     job.error = _as_unavailable(exc)
-                conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -256,12 +267,12 @@ class SQLiteStore:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
                 loop.call_soon_threadsafe(_settle, jobs)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("the SQLite store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future))
+        self._queue.put(_Job(fn, loop, future, atomic=atomic))
         return await future
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -279,7 +290,12 @@ class SQLiteStore:
     # -- receiving -----------------------------------------------------------------------------
 
     async def accept(self, callback: InboundCallback) -> Accepted:
-        return await self._write(lambda conn: _insert(conn, callback))
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
+        self._queue.put(_Job(None, loop, future, callback=callback))
+        return await future
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
@@ -303,25 +319,33 @@ class SQLiteStore:
         return await self._write(run)
 
     async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE events SET status = ?, attempts = ?, next_attempt_at = ?, "
-                "handler_state = ?, last_error = ?, claimed_until = NULL, claimed_by = NULL, "
-                "updated_at = ? WHERE id = ? AND claimed_by = ?",
-                (
-                    outcome.status,
-                    outcome.attempts,
-                    outcome.next_attempt_at,
-                    orjson.dumps(dict(outcome.handler_state)).decode(),
-                    outcome.last_error,
-                    time.time(),
-                    event_id,
-                    owner,
-                ),
-            )
-            return cur.rowcount == 1
+        return await self.finish_many([(event_id, outcome)], owner=owner) == 1
 
-        return await self._write(run)
+    async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        now = time.time()
+        rows = [
+            (
+                outcome.status,
+                outcome.attempts,
+                outcome.next_attempt_at,
+                orjson.dumps(dict(outcome.handler_state)).decode(),
+                outcome.last_error,
+                now,
+                event_id,
+                owner,
+            )
+            for event_id, outcome in outcomes
+        ]
+        return await self._write(
+            lambda conn: (
+                conn.executemany(
+                    "UPDATE events SET status = ?, attempts = ?, next_attempt_at = ?, "
+                    "handler_state = ?, last_error = ?, claimed_until = NULL, claimed_by = NULL, "
+                    "updated_at = ? WHERE id = ? AND claimed_by = ?",
+                    rows,
+                ).rowcount
+            )
+        )
 
     # -- operating -----------------------------------------------------------------------------
 
@@ -372,7 +396,7 @@ class SQLiteStore:
                 )
             return len(rows)
 
-        return await self._write(run)
+        return await self._write(run, atomic=True)
 
     async def purge(self, before: float) -> int:
         return await self._write(
@@ -429,48 +453,74 @@ def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
-def _insert(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
-    row = conn.execute(
-        "INSERT INTO events (id, route, provider, event_type, dedupe_key, key_id, received_at, "
-        "body, status, next_attempt_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
-        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        (
-            cb.delivery_id,
-            cb.route,
-            cb.provider,
-            cb.event_type,
-            cb.dedupe_key,
-            cb.key_id,
-            cb.received_at,
-            cb.body,
-            cb.received_at,
-            cb.received_at,
-        ),
-    ).fetchone()
-    if row is not None:
-        return Accepted(cb.delivery_id)
+_INSERT_PENDING = (
+    "INSERT INTO events (id, route, provider, event_type, dedupe_key, key_id, received_at, "
+    "body, status, next_attempt_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+    "ON CONFLICT (dedupe_key) DO NOTHING"
+)
+_INSERT_DUPLICATE = (
+    "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
+    "body, status, next_attempt_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?)"
+)
+
+
+def _row(cb: InboundCallback, fifth: str) -> tuple[Any, ...]:
+    """Parameters for both inserts; ``fifth`` is the dedupe key or the original's id."""
+    return (
+        cb.delivery_id,
+        cb.route,
+        cb.provider,
+        cb.event_type,
+        fifth,
+        cb.key_id,
+        cb.received_at,
+        cb.body,
+        cb.received_at,
+        cb.received_at,
+    )
+
+
+def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """Insert a batch's callbacks with one prepared statement, then record the duplicates.
+
+    A callback whose dedupe key was taken (by an earlier event or earlier in this batch) is not
+    inserted by the first statement; one look-up finds those, and each is stored as a duplicate.
+    """
+    if not jobs:
+        return
+    callbacks = [job.callback for job in jobs if job.callback is not None]
+    conn.executemany(_INSERT_PENDING, [_row(cb, cb.dedupe_key) for cb in callbacks])
+    ids = [cb.delivery_id for cb in callbacks]
+    marks = ",".join("?" * len(ids))
+    inserted = {
+        row[0]
+        for row in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", ids)  # noqa: S608
+    }
+    for job, cb in zip(jobs, callbacks, strict=True):
+        job.result = (
+            Accepted(cb.delivery_id) if cb.delivery_id in inserted else _duplicate(conn, cb)
+        )
+
+
+def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     original = conn.execute(
         "SELECT id FROM events WHERE dedupe_key = ?", (cb.dedupe_key,)
     ).fetchone()[0]
-    conn.execute(
-        "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
-        "body, status, next_attempt_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?)",
-        (
-            cb.delivery_id,
-            cb.route,
-            cb.provider,
-            cb.event_type,
-            original,
-            cb.key_id,
-            cb.received_at,
-            cb.body,
-            cb.received_at,
-            cb.received_at,
-        ),
-    )
+    conn.execute(_INSERT_DUPLICATE, _row(cb, original))
     return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _run_atomic(conn: sqlite3.Connection, job: _Job) -> None:
+    assert job.fn is not None
+    conn.execute("SAVEPOINT job")
+    try:
+        job.result = job.fn(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        job.error = _as_unavailable(exc)
+    conn.execute("RELEASE job")
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
