@@ -130,6 +130,22 @@ class Envelope:
     received_at: float
 
 
+def event_class(route: RouteConfig, raw: Mapping[str, Any]) -> type[Event]:
+    """Which event a body on ``route`` becomes, without building it (for logs and storage)."""
+    if route.provider == "sensetime":
+        return SenseTimeCallback
+    if route.kind == "tts":
+        return MetaStudioTtsResult
+    if route.kind == "live":
+        name = raw.get("event_type")
+        return (
+            _LIVE_TYPES.get(name, MetaStudioLiveEvent)
+            if isinstance(name, str)
+            else MetaStudioLiveEvent
+        )
+    return MetaStudioJobResult
+
+
 def build_event(envelope: Envelope, raw: Mapping[str, Any]) -> Event:
     """The typed event for a verified body on ``envelope.route``."""
     common: dict[str, Any] = {

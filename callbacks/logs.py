@@ -28,36 +28,43 @@ def redact_secrets(
     return event_dict
 
 
-def _orjson_dumps(obj: Any, default: Any = None) -> str:
+def _orjson_text(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
 def configure_logging(
     fmt: Literal["json", "console"] = "json", *, level: int = logging.INFO
 ) -> None:
-    """Send structlog (and stdlib logging, e.g. uvicorn's) to stdout in one format."""
+    """Send structlog (and stdlib logging, e.g. uvicorn's) to stdout in one format.
+
+    JSON lines go out as orjson bytes through structlog's bytes logger, the cheap path for a line
+    per request; stdlib records take the same processors and a text renderer.
+    """
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    renderer: Any
+    logger_factory: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        renderer: Any = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        text_renderer: Any = renderer
+        logger_factory = structlog.PrintLoggerFactory(sys.stdout)
     else:
         shared.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        text_renderer = structlog.processors.JSONRenderer(serializer=_orjson_text)
+        logger_factory = structlog.BytesLoggerFactory(sys.stdout.buffer)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, text_renderer],
             foreign_pre_chain=shared,
         )
     )

@@ -66,6 +66,29 @@ DISPATCH_LAG = Histogram(
 )
 
 
+class RouteMetrics:
+    """One route's labelled metrics, looked up once: ``labels()`` costs more than the update."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.latency = REQUEST_LATENCY.labels(route)
+        self.clock_skew = CLOCK_SKEW.labels(route)
+        self._outcomes: dict[tuple[str, str], Counter] = {}
+        self._keys: dict[str, Counter] = {}
+
+    def count(self, outcome: str, reason: str) -> None:
+        child = self._outcomes.get((outcome, reason))
+        if child is None:
+            child = self._outcomes[outcome, reason] = CALLBACKS.labels(self.route, outcome, reason)
+        child.inc()
+
+    def verified(self, key_id: str) -> None:
+        child = self._keys.get(key_id)
+        if child is None:
+            child = self._keys[key_id] = VERIFIED_BY_KEY.labels(self.route, key_id)
+        child.inc()
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text for ``/metrics``, aggregated across processes when configured."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

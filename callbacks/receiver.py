@@ -28,7 +28,7 @@ from starlette.responses import Response
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
 from callbacks.dispatcher import Dispatcher
-from callbacks.events import Envelope, build_event, dedupe_key
+from callbacks.events import dedupe_key, event_class
 from callbacks.live_keys import LiveKeys
 from callbacks.store import InboundCallback, Store, StoreUnavailable, new_delivery_id
 from verify import (
@@ -98,6 +98,7 @@ class Receiver:
         self.dispatcher = dispatcher
         self.clock = clock
         self.body_limit = config.server.body_limit
+        self._metrics = {r.name: metrics.RouteMetrics(r.name) for r in config.routes}
 
     async def handle(self, request: Request, route: RouteConfig) -> Response:
         started = time.perf_counter()
@@ -119,8 +120,9 @@ class Receiver:
             status, outcome, reason = 500, "error", "internal_error"
             body = {"ok": False, "reason": reason}
         latency = time.perf_counter() - started
-        metrics.CALLBACKS.labels(route.name, outcome, reason).inc()
-        metrics.REQUEST_LATENCY.labels(route.name).observe(latency)
+        route_metrics = self._metrics[route.name]
+        route_metrics.count(outcome, reason)
+        route_metrics.latency.observe(latency)
         log.info(
             "callback",
             outcome=outcome,
@@ -147,20 +149,20 @@ class Receiver:
         fields["key_id"] = auth.key_id
         received_at = self.clock()
         if auth.timestamp is not None:
-            metrics.CLOCK_SKEW.labels(route.name).observe(received_at - auth.timestamp)
+            self._metrics[route.name].clock_skew.observe(received_at - auth.timestamp)
         if auth.key_id is not None:
-            metrics.VERIFIED_BY_KEY.labels(route.name, auth.key_id).inc()
+            self._metrics[route.name].verified(auth.key_id)
 
         delivery_id = new_delivery_id(received_at)
-        event = build_event(Envelope(delivery_id, route, auth.key_id, received_at), raw)
+        event_type = event_class(route, raw).__name__
         fields["delivery_id"] = delivery_id
-        fields["event_type"] = event.event_type
+        fields["event_type"] = event_type
         accepted = await self._store(
             InboundCallback(
                 delivery_id=delivery_id,
                 route=route.name,
                 provider=route.provider,
-                event_type=event.event_type,
+                event_type=event_type,
                 dedupe_key=dedupe_key(route, raw),
                 key_id=auth.key_id,
                 received_at=received_at,

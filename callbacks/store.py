@@ -8,7 +8,6 @@ events; the CLI lists, shows, re-queues and purges them.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ class SchemaOutOfDate(StoreUnavailable):
 def new_delivery_id(now: float | None = None) -> str:
     """32 hex digits: 48 bits of milliseconds then 80 random bits, so ids sort by arrival."""
     ms = int((time.time() if now is None else now) * 1000)
-    return f"{ms:012x}{secrets.token_hex(10)}"
+    return f"{ms:012x}{os.urandom(10).hex()}"  # what secrets.token_hex does, without its overhead
 
 
 @dataclass(frozen=True)
