@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
 import orjson
@@ -26,6 +27,34 @@ def redact_secrets(
     for name in _SECRET_FIELDS.intersection(event_dict):
         event_dict[name] = "***"
     return event_dict
+
+
+class RejectionSampler:
+    """Decides which rejected requests get a log line, so a forged flood is not a log flood.
+
+    Each (route, reason) may log ``burst`` lines per second; past that, requests are counted and
+    the count comes out as one summary line when the next second begins. Accepted callbacks are
+    always logged, and the metrics count every request whatever this says.
+    """
+
+    def __init__(self, burst: int = 20, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.clock = clock
+        self._second = 0
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def admit(self, route: str, reason: str) -> tuple[bool, dict[tuple[str, str], int]]:
+        """Whether to log this rejection, and the counts suppressed in the second that ended."""
+        second = int(self.clock())
+        suppressed: dict[tuple[str, str], int] = {}
+        if second != self._second:
+            suppressed = {k: n - self.burst for k, n in self._seen.items() if n > self.burst}
+            self._seen = {}
+            self._second = second
+        key = (route, reason)
+        count = self._seen.get(key, 0) + 1
+        self._seen[key] = count
+        return count <= self.burst, suppressed
 
 
 def _orjson_text(obj: Any, default: Any = None) -> str:

@@ -11,6 +11,8 @@ Order matters and is the same for every route:
    A store failure answers 503 so the platform retries.
 
 Every answer is a short JSON body with a stable ``reason``; no key or signature is ever in it.
+Every accepted callback gets one log line; rejections too, up to a burst per route and reason
+per second, past which they are counted in one summary line (see ``RejectionSampler``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from callbacks.config import Config, RouteConfig
 from callbacks.dispatcher import Dispatcher
 from callbacks.events import dedupe_key, event_class
 from callbacks.live_keys import LiveKeys
+from callbacks.logs import RejectionSampler
 from callbacks.store import InboundCallback, Store, StoreUnavailable, new_delivery_id
 from verify import (
     BadToken,
@@ -99,6 +102,7 @@ class Receiver:
         self.clock = clock
         self.body_limit = config.server.body_limit
         self._metrics = {r.name: metrics.RouteMetrics(r.name) for r in config.routes}
+        self._rejections = RejectionSampler()
 
     async def handle(self, request: Request, route: RouteConfig) -> Response:
         started = time.perf_counter()
@@ -123,15 +127,26 @@ class Receiver:
         route_metrics = self._metrics[route.name]
         route_metrics.count(outcome, reason)
         route_metrics.latency.observe(latency)
-        log.info(
-            "callback",
-            outcome=outcome,
-            reason=reason,
-            status=status,
-            latency_ms=round(latency * 1000, 3),
-            **fields,
-        )
+        if self._should_log(route, outcome, reason):
+            log.info(
+                "callback",
+                outcome=outcome,
+                reason=reason,
+                status=status,
+                latency_ms=round(latency * 1000, 3),
+                **fields,
+            )
         return json_response(status, body)
+
+    def _should_log(self, route: RouteConfig, outcome: str, reason: str) -> bool:
+        if outcome != "rejected":
+            return True
+        admitted, suppressed = self._rejections.admit(route.name, reason)
+        for (route_name, why), count in suppressed.items():
+            log.warning(
+                "callbacks_rejected_unlogged", route=route_name, reason=why, count=count, period_s=1
+            )
+        return admitted
 
     async def _process(
         self, request: Request, route: RouteConfig, fields: dict[str, Any]

@@ -2,9 +2,10 @@
 
 Every write goes through a single thread that owns the write connection. It takes the first job,
 then everything else already queued, runs them in one transaction and commits once: requests that
-arrive while an fsync is running share the next one. There is no timer, so a lone request is
-committed at once. One server process owns a database file (enforced with a lock file); the CLI
-may read and re-queue beside it.
+arrive while an fsync is running share the next one. Under load (the previous batch had more than
+one job) the writer also waits up to ``commit_window`` (2 ms) for more, so one fsync covers more
+callbacks; a lone request after a quiet spell is committed at once. One server process owns a
+database file (enforced with a lock file); the CLI may read and re-queue beside it.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def _settle(jobs: list[_Job]) -> None:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, commit_window: float = 0.002) -> None:
         self.path = path
+        self.commit_window = commit_window
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._read_lock = threading.Lock()
@@ -221,20 +223,30 @@ class SQLiteStore:
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
+        under_load = False
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 break
             batch: list[_Job] = [first]
+            # Under load (the last batch had company) wait a moment for more: one fsync then
+            # covers more callbacks. A lone callback after a quiet spell is committed at once.
+            deadline = time.monotonic() + (self.commit_window if under_load else 0.0)
             while len(batch) < _MAX_BATCH:
                 try:
-                    item = self._queue.get_nowait()
+                    remaining = deadline - time.monotonic()
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
                 except queue.Empty:
                     break
                 if item is _STOP:
                     stopping = True
                     break
                 batch.append(item)
+            under_load = len(batch) > 1
             self._run_batch(conn, batch)
         conn.close()
 
