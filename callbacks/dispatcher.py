@@ -182,31 +182,23 @@ class Dispatcher:
                 if inspect.isawaitable(result):
                     await result
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
-            log.warning(
-                "handler_attempt",
-                handler=registration.name,
-                delivery_id=event.delivery_id,
-                route=event.route,
-                event_type=event.event_type,
-                attempt=attempt,
-                outcome="failed",
-                error_type=type(exc).__name__,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            return error
-        metrics.HANDLER_ATTEMPTS.labels(registration.name, "ok").inc()
-        log.info(
+            error: str | None = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
+            error_type: str | None = type(exc).__name__
+        else:
+            error = error_type = None
+            metrics.HANDLER_ATTEMPTS.labels(registration.name, "ok").inc()
+        (log.info if error is None else log.warning)(
             "handler_attempt",
             handler=registration.name,
             delivery_id=event.delivery_id,
             route=event.route,
             event_type=event.event_type,
             attempt=attempt,
-            outcome="ok",
+            outcome="ok" if error is None else "failed",
+            error_type=error_type,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return None
+        return error
 
     def _event(self, stored: StoredEvent) -> Event:
         raw = orjson.loads(stored.body)

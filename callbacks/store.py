@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import orjson
+
 EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
 EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
 SCHEMA_VERSION = 1
@@ -73,6 +75,35 @@ class StoredEvent:
     last_error: str | None
     duplicate_of: str | None
     updated_at: float
+
+
+def event_from_row(row: Sequence[Any]) -> StoredEvent:
+    """A stored event from a row in both backends' column order (see their ``_COLUMNS``)."""
+    return StoredEvent(
+        id=row[0],
+        route=row[1],
+        provider=row[2],
+        event_type=row[3],
+        key_id=row[4],
+        received_at=row[5],
+        body=bytes(row[6]),
+        status=row[7],
+        attempts=row[8],
+        next_attempt_at=row[9],
+        handler_state=orjson.loads(row[10]),
+        last_error=row[11],
+        duplicate_of=row[12],
+        updated_at=row[13],
+    )
+
+
+def reset_handler_state(state: str | bytes) -> str:
+    """For a replay: forget the handlers that failed; if all succeeded, forget them all."""
+    handlers: dict[str, Any] = orjson.loads(state)
+    kept = {name: s for name, s in handlers.items() if s.get("status") == "ok"}
+    if len(kept) == len(handlers):
+        kept = {}
+    return orjson.dumps(kept).decode()
 
 
 @dataclass(frozen=True)

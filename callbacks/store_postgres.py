@@ -42,8 +42,9 @@ from callbacks.store import (
     SchemaOutOfDate,
     StoredEvent,
     StoreUnavailable,
+    event_from_row,
+    reset_handler_state,
 )
-from callbacks.store_sqlite import reset_handler_state
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -165,25 +166,6 @@ SELECT route, key_id, MAX(received_at), COUNT(*) FILTER (WHERE received_at >= %s
 FROM {EVENTS} WHERE key_id IS NOT NULL
 GROUP BY route, key_id ORDER BY route, key_id
 """  # noqa: S608
-
-
-def _row_to_event(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(
-        id=row[0],
-        route=row[1],
-        provider=row[2],
-        event_type=row[3],
-        key_id=row[4],
-        received_at=row[5],
-        body=bytes(row[6]),
-        status=row[7],
-        attempts=row[8],
-        next_attempt_at=row[9],
-        handler_state=orjson.loads(row[10]),
-        last_error=row[11],
-        duplicate_of=row[12],
-        updated_at=row[13],
-    )
 
 
 class PostgresStore:
@@ -412,7 +394,7 @@ class PostgresStore:
         async with self._connection() as conn:
             cur = await conn.execute(_CLAIM_SQL, params)
             rows = await cur.fetchall()
-        return sorted((_row_to_event(r) for r in rows), key=lambda e: e.id)
+        return sorted((event_from_row(r) for r in rows), key=lambda e: e.id)
 
     async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
         return await self.finish_many([(event_id, outcome)], owner=owner) == 1
@@ -440,7 +422,7 @@ class PostgresStore:
                 (pattern,),
             )
             rows = await cur.fetchall()
-        return _row_to_event(rows[0]) if len(rows) == 1 else None
+        return event_from_row(rows[0]) if len(rows) == 1 else None
 
     async def requeue(
         self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
@@ -500,7 +482,7 @@ class PostgresStore:
         sql = f"SELECT {_columns()} FROM {EVENTS}{clauses} ORDER BY id DESC LIMIT %s"  # noqa: S608
         async with self._connection() as conn:
             cur = await conn.execute(sql, (*params, where.limit))
-            return [_row_to_event(r) for r in await cur.fetchall()]
+            return [event_from_row(r) for r in await cur.fetchall()]
 
 
 async def _check_pool(pool: AsyncConnectionPool[Connection]) -> None:

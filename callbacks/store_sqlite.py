@@ -34,6 +34,8 @@ from callbacks.store import (
     SchemaOutOfDate,
     StoredEvent,
     StoreUnavailable,
+    event_from_row,
+    reset_handler_state,
 )
 
 T = TypeVar("T")
@@ -70,25 +72,6 @@ _COLUMNS = (
     "id, route, provider, event_type, key_id, received_at, body, status, attempts, "
     "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
 )
-
-
-def _row_to_event(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(
-        id=row[0],
-        route=row[1],
-        provider=row[2],
-        event_type=row[3],
-        key_id=row[4],
-        received_at=row[5],
-        body=bytes(row[6]),
-        status=row[7],
-        attempts=row[8],
-        next_attempt_at=row[9],
-        handler_state=orjson.loads(row[10]),
-        last_error=row[11],
-        duplicate_of=row[12],
-        updated_at=row[13],
-    )
 
 
 class _Job:
@@ -326,7 +309,7 @@ class SQLiteStore:
                 f") RETURNING {_COLUMNS}",
                 (now + lease_seconds, owner, now, now, limit),
             ).fetchall()
-            return sorted((_row_to_event(r) for r in rows), key=lambda e: e.id)
+            return sorted((event_from_row(r) for r in rows), key=lambda e: e.id)
 
         return await self._write(run)
 
@@ -367,7 +350,7 @@ class SQLiteStore:
                 f"SELECT {_COLUMNS} FROM events WHERE id >= ? AND id < ? LIMIT 2",  # noqa: S608
                 (id_prefix, id_prefix + "\U0010ffff"),
             ).fetchall()
-            return _row_to_event(rows[0]) if len(rows) == 1 else None
+            return event_from_row(rows[0]) if len(rows) == 1 else None
 
         return await self._read(run)
 
@@ -375,7 +358,7 @@ class SQLiteStore:
         clauses, params = _filter_sql(where)
         sql = f"SELECT {_COLUMNS} FROM events{clauses} ORDER BY id DESC LIMIT ?"  # noqa: S608
         return await self._read(
-            lambda c: [_row_to_event(r) for r in c.execute(sql, (*params, where.limit))]
+            lambda c: [event_from_row(r) for r in c.execute(sql, (*params, where.limit))]
         )
 
     async def requeue(
@@ -439,15 +422,6 @@ class SQLiteStore:
                 ).fetchone()[0]
             )
         )
-
-
-def reset_handler_state(state: str | bytes) -> str:
-    """For a replay: forget the handlers that failed; if all succeeded, forget them all."""
-    handlers: dict[str, Any] = orjson.loads(state)
-    kept = {name: s for name, s in handlers.items() if s.get("status") == "ok"}
-    if len(kept) == len(handlers):
-        kept = {}
-    return orjson.dumps(kept).decode()
 
 
 def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
