@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -18,9 +19,14 @@ from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.logs import configure_logging
 
+# The SQLite writer thread gives up the GIL around every SQLite step and must win it back from a
+# busy event loop; at the default 5 ms switch interval each hand-back can stall a commit batch.
+_GIL_SWITCH_INTERVAL = 0.0005
+
 
 def app_from_environment() -> Starlette:
     """uvicorn factory: build the app from the config file named in ``CALLBACKS_CONFIG``."""
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     config = load_config(os.environ[CONFIG_ENV])
     configure_logging(config.server.log_format)
     return create_app(config)

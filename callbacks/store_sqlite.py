@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import queue
 import sqlite3
@@ -40,6 +41,8 @@ from callbacks.store import (
 
 T = TypeVar("T")
 _MAX_BATCH = 512
+# Ten parameters a row; SQLite before 3.32 allows 999 per statement.
+_ROWS_PER_INSERT = 96
 _STOP = object()
 
 _SCHEMA = """
@@ -72,6 +75,19 @@ _COLUMNS = (
     "id, route, provider, event_type, key_id, received_at, body, status, attempts, "
     "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
 )
+
+
+# The columns of _COLUMNS as JSON values: the body as hex (any bytes survive), the handler state
+# as the JSON text it is stored as.
+_PACKED_COLUMNS = (
+    "id, route, provider, event_type, key_id, received_at, hex(body), status, attempts, "
+    "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
+)
+
+
+def _unpack(row: list[Any]) -> StoredEvent:
+    row[6] = bytes.fromhex(row[6])
+    return event_from_row(row)
 
 
 class _Job:
@@ -301,15 +317,28 @@ class SQLiteStore:
         self, *, owner: str, now: float, limit: int, lease_seconds: float
     ) -> list[StoredEvent]:
         def run(conn: sqlite3.Connection) -> list[StoredEvent]:
-            rows = conn.execute(
-                f"UPDATE events SET claimed_until = ?, claimed_by = ? WHERE id IN ("  # noqa: S608
-                "  SELECT id FROM events WHERE status = 'pending' AND next_attempt_at <= ?"
-                "  AND (claimed_until IS NULL OR claimed_until < ?)"
-                "  ORDER BY next_attempt_at LIMIT ?"
-                f") RETURNING {_COLUMNS}",
-                (now + lease_seconds, owner, now, now, limit),
-            ).fetchall()
-            return sorted((event_from_row(r) for r in rows), key=lambda e: e.id)
+            # Three statements whatever the count (see _accept_all on why steps are expensive):
+            # pick the ids, lease them, read them back as one JSON document.
+            picked = conn.execute(
+                "SELECT group_concat(id) FROM (SELECT id FROM events WHERE status = 'pending' "
+                "AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) "
+                "ORDER BY next_attempt_at LIMIT ?)",
+                (now, now, limit),
+            ).fetchone()[0]
+            if not picked:
+                return []
+            ids = picked.split(",")
+            marks = ",".join("?" * len(ids))
+            conn.execute(
+                f"UPDATE events SET claimed_until = ?, claimed_by = ? WHERE id IN ({marks})",  # noqa: S608
+                (now + lease_seconds, owner, *ids),
+            )
+            packed = conn.execute(
+                f"SELECT json_group_array(json_array({_PACKED_COLUMNS})) FROM events "  # noqa: S608
+                f"WHERE id IN ({marks})",
+                ids,
+            ).fetchone()[0]
+            return sorted((_unpack(row) for row in orjson.loads(packed)), key=lambda e: e.id)
 
         return await self._write(run)
 
@@ -317,27 +346,32 @@ class SQLiteStore:
         return await self.finish_many([(event_id, outcome)], owner=owner) == 1
 
     async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
-        now = time.time()
-        rows = [
-            (
-                outcome.status,
-                outcome.attempts,
-                outcome.next_attempt_at,
-                orjson.dumps(dict(outcome.handler_state)).decode(),
-                outcome.last_error,
-                now,
-                event_id,
-                owner,
-            )
-            for event_id, outcome in outcomes
-        ]
+        packed = orjson.dumps(
+            [
+                [
+                    event_id,
+                    o.status,
+                    o.attempts,
+                    o.next_attempt_at,
+                    dict(o.handler_state),
+                    o.last_error,
+                ]
+                for event_id, o in outcomes
+            ]
+        )
+        # One statement for the whole round: the outcomes travel as one JSON array.
         return await self._write(
             lambda conn: (
-                conn.executemany(
-                    "UPDATE events SET status = ?, attempts = ?, next_attempt_at = ?, "
-                    "handler_state = ?, last_error = ?, claimed_until = NULL, claimed_by = NULL, "
-                    "updated_at = ? WHERE id = ? AND claimed_by = ?",
-                    rows,
+                conn.execute(
+                    "UPDATE events SET status = json_extract(o.value, '$[1]'), "
+                    "attempts = json_extract(o.value, '$[2]'), "
+                    "next_attempt_at = json_extract(o.value, '$[3]'), "
+                    "handler_state = json_extract(o.value, '$[4]'), "
+                    "last_error = json_extract(o.value, '$[5]'), "
+                    "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
+                    "FROM json_each(?) AS o "
+                    "WHERE events.id = json_extract(o.value, '$[0]') AND events.claimed_by = ?",
+                    (time.time(), packed, owner),
                 ).rowcount
             )
         )
@@ -439,12 +473,6 @@ def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
-_INSERT_PENDING = (
-    "INSERT INTO events (id, route, provider, event_type, dedupe_key, key_id, received_at, "
-    "body, status, next_attempt_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
-    "ON CONFLICT (dedupe_key) DO NOTHING"
-)
 _INSERT_DUPLICATE = (
     "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
     "body, status, next_attempt_at, updated_at) "
@@ -469,25 +497,52 @@ def _row(cb: InboundCallback, fifth: str) -> tuple[Any, ...]:
 
 
 def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-    """Insert a batch's callbacks with one prepared statement, then record the duplicates.
+    """Insert a batch's callbacks with one statement, then record the duplicates.
 
-    A callback whose dedupe key was taken (by an earlier event or earlier in this batch) is not
-    inserted by the first statement; one look-up finds those, and each is stored as a duplicate.
+    One multi-row INSERT is one SQLite step. That matters more than it seems: the sqlite3 module
+    lets go of the GIL around every step and must win it back from the busy event loop, so a
+    statement per row would stall the batch once per row. A callback whose dedupe key was taken
+    (by an earlier event or earlier in this batch) is not inserted; when the change count says
+    that happened, one look-up finds which, and each is stored as a duplicate.
     """
     if not jobs:
         return
     callbacks = [job.callback for job in jobs if job.callback is not None]
-    conn.executemany(_INSERT_PENDING, [_row(cb, cb.dedupe_key) for cb in callbacks])
+    before = conn.total_changes
+    for start in range(0, len(callbacks), _ROWS_PER_INSERT):
+        chunk = callbacks[start : start + _ROWS_PER_INSERT]
+        conn.execute(_insert_pending_sql(len(chunk)), _flat(chunk))
+    if conn.total_changes - before == len(callbacks):
+        for job, cb in zip(jobs, callbacks, strict=True):
+            job.result = Accepted(cb.delivery_id)
+        return
     ids = [cb.delivery_id for cb in callbacks]
     marks = ",".join("?" * len(ids))
-    inserted = {
-        row[0]
-        for row in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", ids)  # noqa: S608
-    }
+    found = conn.execute(
+        f"SELECT group_concat(id) FROM events WHERE id IN ({marks})",  # noqa: S608
+        ids,
+    ).fetchone()[0]
+    inserted = set(found.split(",")) if found else set()
     for job, cb in zip(jobs, callbacks, strict=True):
         job.result = (
             Accepted(cb.delivery_id) if cb.delivery_id in inserted else _duplicate(conn, cb)
         )
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_pending_sql(rows: int) -> str:
+    values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"] * rows)
+    columns = "id, route, provider, event_type, dedupe_key, key_id, received_at, body, status, "
+    columns += "next_attempt_at, updated_at"
+    # Only placeholders are formatted in: the values are bound.
+    return f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT (dedupe_key) DO NOTHING"  # noqa: S608
+
+
+def _flat(callbacks: list[InboundCallback]) -> list[Any]:
+    params: list[Any] = []
+    for cb in callbacks:
+        params.extend(_row(cb, cb.dedupe_key))
+    return params
 
 
 def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
