@@ -63,6 +63,7 @@ def _serve(config: Config) -> None:
         workers=config.server.workers,
         log_config=None,
         access_log=False,  # the receiver logs one structured line per request itself
+        proxy_headers=False,  # X-Forwarded-* is never trusted here (signatures use public_url)
         server_header=False,
         timeout_graceful_shutdown=20,
     )

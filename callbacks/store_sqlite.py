@@ -1,11 +1,13 @@
-"""SQLite inbox: WAL, ``synchronous=FULL``, and group commit through one writer thread.
+"""SQLite inbox: WAL, ``synchronous=FULL``, and group commit with the fsync off the event loop.
 
-Every write goes through a single thread that owns the write connection. It takes the first job,
-then everything else already queued, runs them in one transaction and commits once: requests that
-arrive while an fsync is running share the next one. Under load (the previous batch had more than
-one job) the writer also waits up to ``commit_window`` (2 ms) for more, so one fsync covers more
-callbacks; a lone request after a quiet spell is committed at once. One server process owns a
-database file (enforced with a lock file); the CLI may read and re-queue beside it.
+Writes are batched: each batch runs in one transaction and is committed once, and callbacks that
+arrive while a commit (its fsync) is running share the next one. The statements themselves run on
+the event loop, where they take microseconds; only ``COMMIT`` goes to a thread of its own. That
+split matters under load: the sqlite3 module lets go of the GIL around every SQLite step, and a
+writer thread running the statements had to win the GIL back from the busy event loop at each
+one, which stalled every batch. If another process holds the write lock (the CLI purging, say),
+the batch runs wholly in the commit thread so the loop never waits for it. One server process
+owns a database file (enforced with a lock file); the CLI may read and write beside it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import contextlib
 import fcntl
 import functools
 import os
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +45,6 @@ T = TypeVar("T")
 _MAX_BATCH = 512
 # Ten parameters a row; SQLite before 3.32 allows 999 per statement.
 _ROWS_PER_INSERT = 96
-_STOP = object()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -94,19 +95,17 @@ class _Job:
     """One write. ``atomic`` jobs run several statements and get a savepoint of their own; a
     single statement needs none, since SQLite undoes a failed statement by itself."""
 
-    __slots__ = ("atomic", "callback", "error", "fn", "future", "loop", "result")
+    __slots__ = ("atomic", "callback", "error", "fn", "future", "result")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any] | None,
-        loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
         *,
         atomic: bool = False,
         callback: InboundCallback | None = None,
     ) -> None:
         self.fn = fn  # None for an accepted callback: those are inserted together
-        self.loop = loop
         self.future = future
         self.atomic = atomic
         self.callback = callback
@@ -125,11 +124,12 @@ def _settle(jobs: list[_Job]) -> None:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, commit_window: float = 0.002) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.commit_window = commit_window
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[_Job] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -152,8 +152,8 @@ class SQLiteStore:
         return SCHEMA_VERSION
 
     async def _start(self, *, create: bool) -> None:
-        if self._writer is not None:
-            if create:  # executescript commits on its own: keep it off the writer's connection
+        if self._conn is not None:
+            if create:  # executescript commits on its own: keep it off the batches' connection
                 await asyncio.to_thread(self._create_on_side_connection)
             return
         try:
@@ -173,11 +173,9 @@ class SQLiteStore:
                 f"SQLite store {self.path} has schema version {version or 'none'}, "
                 f"this release needs {SCHEMA_VERSION}: run `callbacks db upgrade`"
             )
+        conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for the lock: see _run_batch
+        self._conn = conn
         self._reader = self._connect()
-        self._writer = threading.Thread(
-            target=self._writer_loop, args=(conn,), name="sqlite-writer", daemon=True
-        )
-        self._writer.start()
 
     def _create_on_side_connection(self) -> None:
         conn = self._connect()
@@ -207,10 +205,13 @@ class SQLiteStore:
         )
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
+        if self._flusher is not None:
+            await self._flusher  # what was accepted is committed before the store closes
+            self._flusher = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._committer.shutdown(wait=True)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -218,73 +219,68 @@ class SQLiteStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    # -- the writer thread ---------------------------------------------------------------------
+    # -- batches -------------------------------------------------------------------------------
 
-    def _writer_loop(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        under_load = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[_Job] = [first]
-            # Under load (the last batch had company) wait a moment for more: one fsync then
-            # covers more callbacks. A lone callback after a quiet spell is committed at once.
-            deadline = time.monotonic() + (self.commit_window if under_load else 0.0)
-            while len(batch) < _MAX_BATCH:
-                try:
-                    remaining = deadline - time.monotonic()
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            under_load = len(batch) > 1
-            self._run_batch(conn, batch)
-        conn.close()
+    async def _submit(self, job: _Job) -> Any:
+        if self._conn is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        self._pending.append(job)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="sqlite-group-commit")
+        return await job.future
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    async def _flush(self) -> None:
+        """Commit what is waiting, batch after batch; a batch forms while the last one commits."""
+        while self._pending:
+            batch = self._pending[:_MAX_BATCH]
+            del self._pending[:_MAX_BATCH]
+            try:
+                await self._run_batch(batch)
+            except Exception as exc:
+                failure = _as_unavailable(exc)
+                for job in batch:
+                    job.error = failure
+            _settle(batch)
+
+    async def _run_batch(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        if conn is None:
+            raise StoreUnavailable("the SQLite store is closed")
+        loop = asyncio.get_running_loop()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            _accept_all(conn, [job for job in batch if job.callback is not None])
-            for job in batch:
-                if job.fn is None:
-                    continue
-                if job.atomic:
-                    _run_atomic(conn, job)
-                    continue
-                try:
-                    job.result = job.fn(conn)
-                except Exception as exc:
-                    job.error = _as_unavailable(exc)
-            conn.execute("COMMIT")
-        except Exception as exc:
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            await loop.run_in_executor(self._committer, self._run_batch_waiting, conn, batch)
+            return
+        try:
+            _run_jobs(conn, batch)
+            await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
+        except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            failure = _as_unavailable(exc)
-            for job in batch:
-                job.error = failure
-        # One hop back per loop, not per job: the event loop settles the whole batch at once.
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in batch:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, jobs in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(_settle, jobs)
+            raise
+
+    @staticmethod
+    def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """The whole batch in the commit thread, waiting for another process's write lock."""
+        conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _run_jobs(conn, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
-        if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("the SQLite store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future, atomic=atomic))
-        return await future
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        return await self._submit(_Job(fn, future, atomic=atomic))  # type: ignore[no-any-return]
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -301,12 +297,8 @@ class SQLiteStore:
     # -- receiving -----------------------------------------------------------------------------
 
     async def accept(self, callback: InboundCallback) -> Accepted:
-        if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("the SQLite store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Accepted] = loop.create_future()
-        self._queue.put(_Job(None, loop, future, callback=callback))
-        return await future
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        return await self._submit(_Job(None, future, callback=callback))  # type: ignore[no-any-return]
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
@@ -551,6 +543,25 @@ def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     ).fetchone()[0]
     conn.execute(_INSERT_DUPLICATE, _row(cb, original))
     return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _run_jobs(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    """A batch's statements, inside its transaction: callbacks together, then the rest."""
+    _accept_all(conn, [job for job in batch if job.callback is not None])
+    for job in batch:
+        if job.fn is None:
+            continue
+        if job.atomic:
+            _run_atomic(conn, job)
+            continue
+        try:
+            job.result = job.fn(conn)
+        except Exception as exc:
+            job.error = _as_unavailable(exc)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _run_atomic(conn: sqlite3.Connection, job: _Job) -> None:
