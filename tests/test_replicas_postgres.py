@@ -100,18 +100,14 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
     sender.start()
     try:
         assert wait_for(lambda: len(acknowledged) >= 200, timeout=60), "stream did not start"
-        victim.kill()
         assert victim.proc is not None
         victim_pid = victim.proc.pid
+        # Kill it while it holds claims (it claims a round at a time), so the takeover of a dead
+        # replica's claims is what the rest of the test exercises.
+        assert wait_for(lambda: bool(_claimed_by(postgres_schema_url, victim_pid)), timeout=30)
+        victim.kill()
         # Claims the victim held at its death: the only events that may run twice.
-        with psycopg.connect(postgres_schema_url) as conn:
-            held = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM avatar_callbacks_events WHERE claimed_by LIKE %s",
-                    (f"%:{victim_pid}:%",),
-                )
-            }
+        held = _claimed_by(postgres_schema_url, victim_pid)
         assert held, "the killed replica held no claims: the takeover was not exercised"
         wait_for(lambda: len(acknowledged) >= 400, timeout=30)  # the survivor keeps receiving
     finally:
@@ -169,3 +165,11 @@ def _originals(url: str, ids: set[str]) -> set[str]:
             "SELECT id, duplicate_of FROM avatar_callbacks_events WHERE id = ANY(%s)", (list(ids),)
         )
         return {duplicate_of or event_id for event_id, duplicate_of in rows}
+
+
+def _claimed_by(url: str, pid: int) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM avatar_callbacks_events WHERE claimed_by LIKE %s", (f"%:{pid}:%",)
+        )
+        return {row[0] for row in rows}
