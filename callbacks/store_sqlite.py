@@ -256,11 +256,13 @@ class SQLiteStore:
             return
         try:
             _run_jobs(conn, batch)
-            await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        # From here the connection belongs to the commit thread until it is done; shielded, so
+        # a cancelled flusher cannot touch the connection while the COMMIT runs.
+        await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
 
     @staticmethod
     def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -270,11 +272,11 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _run_jobs(conn, batch)
-                conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
+            _commit(conn)
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
 
@@ -543,6 +545,16 @@ def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     ).fetchone()[0]
     conn.execute(_INSERT_DUPLICATE, _row(cb, original))
     return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    """COMMIT, or ROLLBACK if it fails, so the connection never stays inside a transaction."""
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _run_jobs(conn: sqlite3.Connection, batch: list[_Job]) -> None:
