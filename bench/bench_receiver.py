@@ -1,0 +1,864 @@
+"""Load test of the callback receiver on loopback, against a bare Starlette app, with wrk.
+
+Run as ``python bench/bench_receiver.py [--duration 10] [--connections 64] [--repeats 3]
+[--postgres URL] [--json OUT]`` from the repository root, with the project installed (the receiver
+is started with the ``callbacks serve`` command line). Needs ``wrk`` (``apt-get install wrk``).
+
+Each scenario is a fresh server process on 127.0.0.1 (uvloop, httptools, no access log), measured
+by ``wrk -t1 -cN --latency`` with bench/wrk_sensetime.lua. One uvicorn worker unless noted:
+
+- (a) bench/bare_app.py: read the body, ``json.loads`` it, answer 200. The floor.
+- (b) the receiver accepting correctly signed SenseTime callbacks: verify, store durably in
+  SQLite (WAL, synchronous=FULL, group commit) and answer 200. Dispatch is on with no handlers,
+  so the dispatcher marks events delivered in the background, as in production. Every request has
+  a new taskId, so every one is a new event, not a duplicate.
+- (c) the same receiver rejecting forged callbacks (a well-formed signature made with a wrong key):
+  401 after reading, parsing and checking the body.
+
+With a PostgreSQL server (``--postgres URL`` or CALLBACKS_BENCH_POSTGRES_URL), three more:
+
+- (a2) bench/bare_app.py with two uvicorn workers (two processes on one port): the baseline for (e).
+- (d) the receiver accepting signed callbacks into PostgreSQL, one worker.
+- (e) the same with ``--workers 2``: two receiver processes on one port, both on the one database.
+
+Each PostgreSQL run gets a fresh schema ``bench_<random>`` (``callbacks db upgrade`` creates the
+tables), dropped afterwards. Without a URL these three are skipped.
+
+All get byte-identical requests apart from the signature. The receiver logs one JSON line per
+request, as in production, to a file. Scenarios are interleaved (a, b, c, a2, d, e, a, b, ...) so
+machine noise hits them alike; the report gives each scenario's median over the repeats and the
+ratios of the medians (b/a, c/a; d/a, e/a, e/a2, e/d). Only ratios from one run mean anything:
+these machines swing near 2x between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from callbacks.keyfile import KeyFile, write_key_file
+from verify.sensetime import generate_auth_key, sign
+
+BENCH_DIR = Path(__file__).resolve().parent
+LUA_SCRIPT = BENCH_DIR / "wrk_sensetime.lua"
+CALLBACK_PATH = "/callbacks/sensetime"
+PUBLIC_URL = "https://bench.example.com/callbacks/sensetime"
+ROUTE = "sensetime"
+HOST = "127.0.0.1"
+WARMUP_SECONDS = 2
+SIGNATURE_MAX_AGE = 300  # the route's default max_age: a signed timestamp is good this long
+TARGETS = {"b/a": 0.6, "c/a": 0.8, "p99_b_ms": 50.0}
+
+POSTGRES_ENV = "CALLBACKS_BENCH_POSTGRES_URL"
+
+SCENARIOS = {
+    "a": "bare Starlette: read body + json.loads, 200",
+    "b": "receiver: signed callbacks, stored durably, 200",
+    "c": "receiver: forged callbacks, rejected 401",
+    "a2": "bare Starlette, 2 workers: read body + json.loads, 200",
+    "d": "receiver: signed callbacks, PostgreSQL, 1 worker, 200",
+    "e": "receiver: signed callbacks, PostgreSQL, 2 workers, 200",
+}
+POSTGRES_SCENARIOS = ("a2", "d", "e")  # run only with a PostgreSQL URL
+BARE = ("a", "a2")
+STORED = ("b", "d", "e")  # accept signed callbacks: durability check against the store
+WORKERS = {"a2": 2, "e": 2}  # uvicorn worker processes; 1 for the others
+
+CONFIG_TEMPLATE = """\
+# Written by bench/bench_receiver.py for one run.
+[server]
+host = "{host}"
+port = {port}
+workers = 1
+log_format = "json"
+
+[store]
+url = "sqlite:///callbacks.db"
+
+[keys]
+file = "keys.toml"
+
+[dispatch]
+enabled = true
+
+[[routes]]
+name = "{route}"
+path = "{path}"
+provider = "sensetime"
+public_url = "{public_url}"
+"""
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    repeat: int
+    requests: int
+    duration_s: float
+    rps: float
+    p50_ms: float
+    p75_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int
+    server_cpu_us_per_request: float
+    machine_cpu_busy_pct: float
+    loadavg_1m: float
+    stored: dict[str, int] = field(default_factory=dict)
+    log_lines: int | None = None
+    workers: int = 1
+    # CPU seconds of each server process during the measurement: the server first, then its
+    # worker processes (several workers only).
+    process_cpu_s: list[float] = field(default_factory=list)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def die(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def uptime_line() -> str:
+    try:
+        proc = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+        return proc.stdout.strip()
+    except OSError:
+        one, five, fifteen = os.getloadavg()
+        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (uvicorn's worker processes), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def server_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of the server process and of each of its children, by pid."""
+    cpu = {pid: process_cpu_seconds(pid)}
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            cpu[child] = process_cpu_seconds(child)
+    return cpu
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # user..steal; guest time is already counted in user
+    return total - idle, total
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def body_template(timestamp: int, signature: str) -> str:
+    """A ~500-byte SenseTime job-result callback; {{N}} in the taskId is filled in per request."""
+    body = {
+        "taskId": "bench-{{N}}",
+        "status": 2,
+        "type": "video",
+        "progress": 100,
+        "videoUrl": "https://softsugar-output.example.com/video/2025/11/23/"
+        "5b7f0c2e9d4a4e41b1f7c3a2d8e6f901.mp4?Expires=1764000000&Signature=k3J9xQ2",
+        "coverUrl": "https://softsugar-output.example.com/cover/2025/11/23/"
+        "5b7f0c2e9d4a4e41b1f7c3a2d8e6f901.jpg",
+        "duration": 15360,
+        "errorCode": 0,
+        "errorMsg": "",
+        "userData": '{"order":"ORD-2025-118842","tenant":"acme","channel":"web","lang":"zh-CN"}',
+        "timestamp": timestamp,
+        "signature": signature,
+    }
+    return json.dumps(body, separators=(",", ":"))
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+
+class Server:
+    """One server process for one measured run; stopped with SIGTERM (graceful), then SIGKILL."""
+
+    def __init__(self, argv: list[str], log_path: Path, port: int, env: dict[str, str]) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self.port = port
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if 200 <= http_request(self.port, "GET", "/healthz")[0] < 300:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        die(f"server did not become healthy: {shlex.join(self.argv)}\n--- its output ---\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def receiver_command() -> list[str]:
+    script = Path(sys.executable).with_name("callbacks")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("callbacks")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from callbacks.cli import main; sys.exit(main())"]
+
+
+def start_bare(run_dir: Path, workers: int) -> Server:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(BENCH_DIR),
+        "bare_app:app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--no-server-header",
+        "--log-level",
+        "warning",
+    ]
+    return Server(argv, run_dir / "server.log", port, dict(os.environ))
+
+
+def start_receiver(
+    run_dir: Path, secret: str, workers: int = 1, store_url: str | None = None
+) -> Server:
+    """The receiver with a SQLite store in ``run_dir``, or the PostgreSQL store at ``store_url``
+    (through CALLBACKS_STORE_URL, migrated first with ``callbacks db upgrade``)."""
+    port = free_port()
+    config = run_dir / "callbacks.toml"
+    config.write_text(
+        CONFIG_TEMPLATE.format(
+            host=HOST, port=port, route=ROUTE, path=CALLBACK_PATH, public_url=PUBLIC_URL
+        ),
+        encoding="utf-8",
+    )
+    keys = KeyFile().add(ROUTE, secret, state="primary", now=datetime.now(UTC))
+    write_key_file(run_dir / "keys.toml", keys)
+    # The server makes its own metrics folder for several workers: nothing inherited.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CALLBACKS_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    if store_url is not None:
+        env["CALLBACKS_STORE_URL"] = store_url
+        upgrade = [*receiver_command(), "db", "upgrade", "--config", str(config)]
+        proc = subprocess.run(upgrade, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            die(f"`{shlex.join(upgrade)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    argv = [*receiver_command(), "serve", "--config", str(config), "--port", str(port)]
+    argv += ["--workers", str(workers)]
+    # stdout carries the receiver's per-request JSON log lines: to a file, as a service would.
+    return Server(argv, run_dir / "receiver.log", port, env)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<the PostgreSQL URL>"
+
+
+def check_postgres(url: str) -> str:
+    """Fail now, with a clear message, unless the server answers and lets us create a schema.
+    Returns a one-line description of the server for the report."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            commit = conn.execute("SHOW synchronous_commit").fetchone()
+            info = conn.info
+            where = f"{info.host}:{info.port}, database {info.dbname}"
+        probe_schema = create_schema(url)
+        drop_schema(url, probe_schema)
+    except psycopg.Error as exc:
+        die(
+            f"PostgreSQL at {redact(url)} is not usable for the benchmark: "
+            f"{type(exc).__name__}: {str(exc).strip()}\n"
+            f"Give a reachable server with --postgres URL or {POSTGRES_ENV} (the user must be "
+            "allowed to create schemas), or leave both unset to skip the PostgreSQL scenarios."
+        )
+    assert version is not None
+    assert commit is not None
+    return f"PostgreSQL {version[0]} at {where}, synchronous_commit={commit[0]}"
+
+
+def create_schema(url: str) -> str:
+    import psycopg
+    from psycopg import sql
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return schema
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def schema_url(url: str, schema: str) -> str:
+    """``url`` with its connections' search_path set to ``schema`` (as tests/conftest.py does)."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def stored_events_postgres(url: str, schema: str, tag: str) -> dict[str, int]:
+    """Events of the measured run (taskId carries its tag) in the schema, by status."""
+    import psycopg
+    from psycopg import sql
+
+    query = sql.SQL(
+        "SELECT status, COUNT(*) FROM {}.avatar_callbacks_events "
+        "WHERE convert_from(body, 'UTF8') LIKE %s GROUP BY status"
+    ).format(sql.Identifier(schema))
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(query, (f'%"taskId":"bench-{tag}-%',)).fetchall()
+    return {str(status): int(n) for status, n in rows}
+
+
+# -- load ------------------------------------------------------------------------------------------
+
+
+def wrk_command(url: str, template: Path, tag: str, connections: int, duration: int) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+        "--",
+        str(template),
+        tag,
+    ]
+
+
+def run_wrk(argv: list[str]) -> tuple[dict[str, Any], str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        die(f"wrk failed ({proc.returncode}): {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line.removeprefix("WRK_JSON ")), proc.stdout
+    die(f"no WRK_JSON line in wrk's output:\n{proc.stdout}{proc.stderr}")
+    raise AssertionError  # unreachable
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def probe(port: int, template: str, expect: int) -> None:
+    """One request before the load, so a misconfigured scenario fails loudly, not as a number."""
+    body = template.replace("{{N}}", f"probe-{time.time_ns()}").encode()
+    status, answer = http_request(port, "POST", CALLBACK_PATH, body)
+    if status != expect:
+        die(f"probe of {CALLBACK_PATH} answered {status} (expected {expect}): {answer[:200]!r}")
+
+
+def stored_events(db: Path, tag: str) -> dict[str, int]:
+    """Events of the measured run (taskId carries its tag) in the store, by status."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT status, COUNT(*) FROM events WHERE CAST(body AS TEXT) LIKE ? GROUP BY status",
+            (f'%"taskId":"bench-{tag}-%',),
+        ).fetchall()
+    finally:
+        conn.close()
+    return dict(rows)
+
+
+def run_once(
+    scenario: str, repeat: int, args: argparse.Namespace, workdir: Path, secret: str
+) -> RunResult:
+    if scenario not in ("d", "e"):
+        return measure(scenario, repeat, args, workdir, secret, None)
+    # A fresh schema per PostgreSQL run, dropped whatever happens (also on errors and Ctrl-C).
+    schema = create_schema(args.postgres)
+    try:
+        return measure(scenario, repeat, args, workdir, secret, schema)
+    finally:
+        drop_schema(args.postgres, schema)
+
+
+def measure(
+    scenario: str,
+    repeat: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    secret: str,
+    schema: str | None,
+) -> RunResult:
+    run_dir = workdir / f"r{repeat}-{scenario}"
+    run_dir.mkdir()
+    workers = WORKERS.get(scenario, 1)
+    # Signed now, per run: the timestamp must stay within the route's max_age for the whole run.
+    timestamp = int(time.time())
+    good = sign(PUBLIC_URL, timestamp, secret)
+    forged = sign(PUBLIC_URL, timestamp, "Forged0Key" + secret[:8])
+    template = body_template(timestamp, forged if scenario == "c" else good)
+    template_path = run_dir / "body.json"
+    template_path.write_text(template, encoding="utf-8")
+
+    if scenario in BARE:
+        server = start_bare(run_dir, workers)
+    else:
+        store_url = None if schema is None else schema_url(args.postgres, schema)
+        server = start_receiver(run_dir, secret, workers, store_url)
+    try:
+        server.wait_healthy()
+        url = server.base_url + CALLBACK_PATH
+        probe(server.port, template, 401 if scenario == "c" else 200)
+        warm = f"w{repeat}{scenario}"
+        run_wrk(wrk_command(url, template_path, warm, args.connections, WARMUP_SECONDS))
+        tag = f"m{repeat}{scenario}"
+        argv = wrk_command(url, template_path, tag, args.connections, args.duration)
+        cpu_before = server_cpu_seconds(server.proc.pid)
+        busy_before, total_before = machine_cpu_ticks()
+        stats, text = run_wrk(argv)
+        busy_after, total_after = machine_cpu_ticks()
+        cpu_after = server_cpu_seconds(server.proc.pid)
+        loadavg = os.getloadavg()[0]
+        (run_dir / "wrk.txt").write_text(shlex.join(argv) + "\n" + text, encoding="utf-8")
+    finally:
+        server.stop()
+    if time.time() - timestamp > SIGNATURE_MAX_AGE:
+        print(f"WARNING: run {tag} outlived its signed timestamp: 401s expected", file=sys.stderr)
+
+    # Processes seen at both ends (uvicorn's workers live for the whole run), server first. With
+    # several workers the children also include multiprocessing helpers that use no CPU.
+    process_cpu = [cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before]
+    if workers > 1:
+        children = process_cpu[1:]
+        busy = [c for c in children if c >= 0.1 * max(children, default=0.0) > 0]
+        if len(busy) < workers:
+            print(
+                f"WARNING: run {tag}: only {len(busy)} of {workers} worker processes did "
+                f"(a tenth of the busiest one's) work: {children}",
+                file=sys.stderr,
+            )
+    requests = int(stats["requests"])
+    duration = stats["duration_us"] / 1e6
+    socket_errors = sum(
+        int(stats[k]) for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    result = RunResult(
+        scenario=scenario,
+        repeat=repeat,
+        requests=requests,
+        duration_s=round(duration, 3),
+        rps=requests / duration,
+        p50_ms=stats["p50_us"] / 1000,
+        p75_ms=stats["p75_us"] / 1000,
+        p90_ms=stats["p90_us"] / 1000,
+        p99_ms=stats["p99_us"] / 1000,
+        max_ms=stats["max_us"] / 1000,
+        non_2xx=int(stats["status_errors"]),
+        socket_errors=socket_errors,
+        server_cpu_us_per_request=sum(process_cpu) / max(requests, 1) * 1e6,
+        machine_cpu_busy_pct=100 * (busy_after - busy_before) / max(total_after - total_before, 1),
+        loadavg_1m=loadavg,
+        workers=workers,
+        process_cpu_s=[round(c, 3) for c in process_cpu],
+    )
+    if scenario not in BARE:
+        result.log_lines = count_lines(run_dir / "receiver.log")
+    if scenario == "b":
+        result.stored = stored_events(run_dir / "callbacks.db", tag)
+    elif schema is not None:
+        result.stored = stored_events_postgres(args.postgres, schema, tag)
+    check(result)
+    if not args.keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def check(r: RunResult) -> None:
+    """Warn when a run did not do what its scenario claims."""
+    name = f"run {r.repeat + 1} ({r.scenario})"
+    if r.socket_errors:
+        print(f"WARNING: {name}: {r.socket_errors} socket errors/timeouts", file=sys.stderr)
+    if r.scenario in (*BARE, *STORED) and r.non_2xx:
+        print(f"WARNING: {name}: {r.non_2xx} non-2xx answers (expected 0)", file=sys.stderr)
+    if r.scenario == "c" and r.non_2xx != r.requests:
+        print(
+            f"WARNING: {name}: only {r.non_2xx} of {r.requests} answers were non-2xx "
+            "(expected all: forged requests must be rejected)",
+            file=sys.stderr,
+        )
+    if r.scenario in STORED:
+        ok = r.requests - r.non_2xx
+        held = sum(r.stored.values())
+        if held < ok:
+            print(
+                f"WARNING: {name}: the store holds {held} events of the run but wrk counted "
+                f"{ok} 2xx answers: accepted callbacks are missing",
+                file=sys.stderr,
+            )
+        if r.stored.get("duplicate"):
+            print(f"WARNING: {name}: {r.stored['duplicate']} duplicates stored", file=sys.stderr)
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def fmt_int(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def summarize(results: list[RunResult]) -> dict[str, dict[str, float]]:
+    summary: dict[str, dict[str, float]] = {}
+    for s in SCENARIOS:
+        runs = [r for r in results if r.scenario == s]
+        if not runs:
+            continue
+        summary[s] = {
+            "rps": statistics.median(r.rps for r in runs),
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "p99_ms": statistics.median(r.p99_ms for r in runs),
+            "cpu_us": statistics.median(r.server_cpu_us_per_request for r in runs),
+            "requests": sum(r.requests for r in runs),
+            "non_2xx": sum(r.non_2xx for r in runs),
+        }
+    return summary
+
+
+def durability_line(results: list[RunResult], scenario: str) -> str:
+    runs = [r for r in results if r.scenario == scenario]
+    held = sum(sum(r.stored.values()) for r in runs)
+    delivered = sum(r.stored.get("delivered", 0) for r in runs)
+    answered = sum(r.requests - r.non_2xx for r in runs)
+    where = "stores" if scenario == "b" else "schemas"
+    ok = "ok" if held >= answered else "**MISSING**"
+    return (
+        f"- durability check ({scenario}): the {where} held {fmt_int(held)} events of the measured "
+        f"runs for {fmt_int(answered)} 2xx answers ({ok}); "
+        f"{fmt_int(delivered)} of them already marked delivered by the dispatcher at shutdown"
+    )
+
+
+def report(
+    results: list[RunResult],
+    args: argparse.Namespace,
+    command: str,
+    load: tuple[str, str],
+    postgres: str | None,
+) -> dict[str, Any]:
+    summary = summarize(results)
+    a = summary["a"]["rps"]
+    ratios = {"b/a": summary["b"]["rps"] / a, "c/a": summary["c"]["rps"] / a}
+    if postgres is not None:
+        d, e = summary["d"]["rps"], summary["e"]["rps"]
+        ratios |= {"d/a": d / a, "e/a": e / a, "e/a2": e / summary["a2"]["rps"], "e/d": e / d}
+    verdicts = {
+        "b/a": ratios["b/a"] >= TARGETS["b/a"],
+        "c/a": ratios["c/a"] >= TARGETS["c/a"],
+        "p99_b_ms": summary["b"]["p99_ms"] <= TARGETS["p99_b_ms"],
+    }
+
+    def verdict(key: str) -> str:
+        return "met" if verdicts[key] else "**MISSED**"
+
+    n = args.repeats
+    head = (
+        f"wrk {WRK_VERSION}, `-t1 -c{args.connections} -d{args.duration}s`, {n} repeat(s) "
+        f"interleaved {','.join(summary)}; medians over the repeats. "
+    )
+    if postgres is None:
+        head += (
+            "One uvicorn worker per server (uvloop, httptools, no access log): the SQLite store "
+            "takes one writer process. (b) and (c) log one JSON line per request to a file, as in "
+            "production."
+        )
+    else:
+        head += (
+            "One uvicorn worker per server (uvloop, httptools, no access log), except (a2) and "
+            "(e): two worker processes on one port, and their server CPU sums the uvicorn parent "
+            "and its workers. The SQLite store (b) takes one writer process. (b)-(e) log one JSON "
+            f"line per request to a file, as in production. (d) and (e): {postgres}, a fresh "
+            "schema per run; its CPU is not in the server CPU column."
+        )
+    lines = [
+        head,
+        "",
+        "| scenario | req/s | p50 ms | p99 ms | non-2xx / requests | server CPU µs/req | vs (a) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for s, m in summary.items():
+        ratio = "1.00" if s == "a" else f"{m['rps'] / a:.2f}"
+        lines.append(
+            f"| ({s}) {SCENARIOS[s]} | {fmt_int(m['rps'])} | {m['p50_ms']:.2f} "
+            f"| {m['p99_ms']:.2f} | {fmt_int(m['non_2xx'])} / {fmt_int(m['requests'])} "
+            f"| {m['cpu_us']:.0f} | {ratio} |"
+        )
+    lines += [
+        "",
+        durability_line(results, "b"),
+        f"- b/a = {ratios['b/a']:.2f} (target ≥ {TARGETS['b/a']}): {verdict('b/a')}",
+        f"- c/a = {ratios['c/a']:.2f} (target ≥ {TARGETS['c/a']}): {verdict('c/a')}",
+        f"- p99 of (b) = {summary['b']['p99_ms']:.2f} ms at {args.connections} connections "
+        f"(target ≤ {TARGETS['p99_b_ms']:.0f} ms): {verdict('p99_b_ms')}",
+    ]
+    if postgres is None:
+        lines.append(f"- (a2), (d), (e) skipped: no PostgreSQL URL (--postgres or {POSTGRES_ENV})")
+    else:
+        lines += [
+            durability_line(results, "d"),
+            durability_line(results, "e"),
+            f"- PostgreSQL, no targets: d/a = {ratios['d/a']:.2f}, e/a = {ratios['e/a']:.2f}, "
+            f"e/a2 = {ratios['e/a2']:.2f} (against bare Starlette with the same two workers), "
+            f"e/d = {ratios['e/d']:.2f} (two receiver processes against one)",
+            f"- p99 of (d) = {summary['d']['p99_ms']:.2f} ms, of (e) = "
+            f"{summary['e']['p99_ms']:.2f} ms at {args.connections} connections",
+        ]
+    lines += [
+        f"- load before: `{load[0]}`",
+        f"- load after: `{load[1]}`",
+        f"- command: `{command}`",
+    ]
+    table = "\n".join(lines)
+
+    runs = [
+        "| run | scenario | req/s | p50 ms | p99 ms | max ms | non-2xx | sock err | "
+        "server CPU µs/req | machine CPU busy | load 1m | stored (b, d, e) |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in results:
+        stored = ", ".join(f"{k} {v}" for k, v in sorted(r.stored.items())) or "-"
+        runs.append(
+            f"| {r.repeat + 1} | {r.scenario} | {fmt_int(r.rps)} | {r.p50_ms:.2f} | "
+            f"{r.p99_ms:.2f} | {r.max_ms:.1f} | {r.non_2xx} | {r.socket_errors} | "
+            f"{r.server_cpu_us_per_request:.0f} | {r.machine_cpu_busy_pct:.0f}% | "
+            f"{r.loadavg_1m:.2f} | {stored} |"
+        )
+    print("\n## Every run\n")
+    print("\n".join(runs))
+    print("\n## Result (paste into bench/README.md)\n")
+    print(table)
+    return {
+        "command": command,
+        "wrk": WRK_VERSION,
+        "postgres": postgres,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "repeats": args.repeats,
+        "load_before": load[0],
+        "load_after": load[1],
+        "medians": summary,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "targets_met": verdicts,
+        "runs": [asdict(r) for r in results],
+    }
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+WRK_VERSION = "?"
+
+
+def redact_arg(arg: str) -> str:
+    """A command-line argument with any URL password hidden (also in ``--postgres=URL``)."""
+    if arg.startswith("--") and "=" in arg:
+        name, _, value = arg.partition("=")
+        return f"{name}={redact(value)}"
+    return redact(arg)
+
+
+def main() -> int:
+    global WRK_VERSION
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (-c)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario, interleaved")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get(POSTGRES_ENV) or None,
+        help=f"PostgreSQL server for scenarios (a2), (d), (e) (default: ${POSTGRES_ENV}); each "
+        "run uses a fresh schema, dropped afterwards. Without one they are skipped.",
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' logs and stores")
+    args = parser.parse_args()
+    if args.duration + WARMUP_SECONDS + 30 > SIGNATURE_MAX_AGE:
+        parser.error(f"--duration must leave the run inside the {SIGNATURE_MAX_AGE} s window")
+
+    if shutil.which("wrk") is None:
+        die(
+            "wrk is not installed. Install it with `apt-get install wrk` (Debian/Ubuntu) or "
+            "`brew install wrk` (macOS), then run this again."
+        )
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    WRK_VERSION = (version.stdout + version.stderr).split()[1]
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:
+        die("uvloop and httptools are needed (pip install 'uvicorn[standard]')")
+    postgres = None
+    if args.postgres:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            die("--postgres needs psycopg (pip install -e '.[postgres]')")
+        postgres = check_postgres(args.postgres)
+
+    command = shlex.join([sys.executable, *(redact_arg(a) for a in sys.argv)])
+    load_before = uptime_line()
+    print(f"# bench_receiver: {os.cpu_count()} CPUs; {load_before}")
+    print(f"# {shlex.join(['cd', os.getcwd()])} && {command}")
+    print(
+        "# servers: 1 uvicorn worker each (uvloop, httptools, no access log) unless noted; (a) "
+        "uvicorn bare_app:app, (b)-(e) `callbacks serve --config ...` (uvicorn auto = uvloop + "
+        "httptools); the receiver's per-request log lines go to a file"
+    )
+    if postgres is None:
+        print(
+            f"# note: no --postgres URL and {POSTGRES_ENV} unset: skipping the PostgreSQL "
+            "scenarios (a2), (d), (e)"
+        )
+    else:
+        print(
+            f"# (a2) bare_app with --workers 2; (d) PostgreSQL store, 1 worker; (e) PostgreSQL "
+            f"store, --workers 2; {postgres}; a fresh schema per run"
+        )
+    scenarios = [s for s in SCENARIOS if postgres is not None or s not in POSTGRES_SCENARIOS]
+    body = body_template(int(time.time()), "0" * 32).replace("{{N}}", "m0b-0-0000000001")
+    print(f"# request body: {len(body)} bytes; wrk load generator, Lua script {LUA_SCRIPT.name}")
+
+    secret = generate_auth_key()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-receiver-"))
+    results: list[RunResult] = []
+    try:
+        for repeat in range(args.repeats):
+            for scenario in scenarios:
+                r = run_once(scenario, repeat, args, workdir, secret)
+                results.append(r)
+                print(
+                    f"  run {repeat + 1}/{args.repeats} ({scenario}): {fmt_int(r.rps)} req/s, "
+                    f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, non-2xx {r.non_2xx}, "
+                    f"load {r.loadavg_1m:.2f}",
+                    flush=True,
+                )
+    finally:
+        if args.keep:
+            print(f"# kept the runs' logs, stores and wrk output in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    data = report(results, args, command, (load_before, uptime_line()), postgres)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
