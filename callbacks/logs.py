@@ -33,8 +33,8 @@ class RejectionSampler:
     """Decides which rejected requests get a log line, so a forged flood is not a log flood.
 
     Each (route, reason) may log ``burst`` lines per second; past that, requests are counted and
-    the count comes out as one summary line when the next second begins. Accepted callbacks are
-    always logged, and the metrics count every request whatever this says.
+    the count comes out as one summary line with the first request of a later second. Accepted
+    callbacks are always logged, and the metrics count every request whatever this says.
     """
 
     def __init__(self, burst: int = 20, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -42,19 +42,30 @@ class RejectionSampler:
         self.clock = clock
         self._second = 0
         self._seen: dict[tuple[str, str], int] = {}
+        self._done: dict[tuple[str, str], int] = {}
 
-    def admit(self, route: str, reason: str) -> tuple[bool, dict[tuple[str, str], int]]:
-        """Whether to log this rejection, and the counts suppressed in the second that ended."""
-        second = int(self.clock())
-        suppressed: dict[tuple[str, str], int] = {}
-        if second != self._second:
-            suppressed = {k: n - self.burst for k, n in self._seen.items() if n > self.burst}
-            self._seen = {}
-            self._second = second
+    def admit(self, route: str, reason: str) -> bool:
+        """Whether this rejection gets its own log line."""
+        self._roll()
         key = (route, reason)
         count = self._seen.get(key, 0) + 1
         self._seen[key] = count
-        return count <= self.burst, suppressed
+        return count <= self.burst
+
+    def summaries(self) -> dict[tuple[str, str], int]:
+        """Counts left unlogged in seconds that have ended, once each (call on every request)."""
+        self._roll()
+        done, self._done = self._done, {}
+        return done
+
+    def _roll(self) -> None:
+        second = int(self.clock())
+        if second != self._second:
+            for key, count in self._seen.items():
+                if count > self.burst:
+                    self._done[key] = self._done.get(key, 0) + count - self.burst
+            self._seen = {}
+            self._second = second
 
 
 def _orjson_text(obj: Any, default: Any = None) -> str:

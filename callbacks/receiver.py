@@ -139,14 +139,11 @@ class Receiver:
         return json_response(status, body)
 
     def _should_log(self, route: RouteConfig, outcome: str, reason: str) -> bool:
-        if outcome != "rejected":
-            return True
-        admitted, suppressed = self._rejections.admit(route.name, reason)
-        for (route_name, why), count in suppressed.items():
+        for (route_name, why), count in self._rejections.summaries().items():
             log.warning(
                 "callbacks_rejected_unlogged", route=route_name, reason=why, count=count, period_s=1
             )
-        return admitted
+        return outcome != "rejected" or self._rejections.admit(route.name, reason)
 
     async def _process(
         self, request: Request, route: RouteConfig, fields: dict[str, Any]
