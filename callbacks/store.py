@@ -136,6 +136,20 @@ class EventFilter:
     since: float | None = None
     limit: int = 100
 
+    def where_sql(self, placeholder: str) -> tuple[str, tuple[Any, ...]]:
+        """`` WHERE ...`` (or nothing) and its parameters, in the driver's placeholder style."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (
+            ("route", "=", self.route),
+            ("status", "=", self.status),
+            ("received_at", ">=", self.since),
+        ):
+            if value is not None and value != "":
+                clauses.append(f"{column} {op} {placeholder}")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
 
 class Store(Protocol):
     async def open(self) -> None:

@@ -478,7 +478,7 @@ class PostgresStore:
 
     # ``list`` last: inside the class its name hides the builtin in later annotations.
     async def list_events(self, where: EventFilter) -> list[StoredEvent]:
-        clauses, params = _filter_sql(where)
+        clauses, params = where.where_sql("%s")
         sql = f"SELECT {_columns()} FROM {EVENTS}{clauses} ORDER BY id DESC LIMIT %s"  # noqa: S608
         async with self._connection() as conn:
             cur = await conn.execute(sql, (*params, where.limit))
@@ -506,21 +506,6 @@ async def _ensure_durable_commits(conn: Connection) -> None:
 def _like_escape(text: str) -> str:
     """Match ``text`` literally in a LIKE pattern (backslash is LIKE's default escape)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if where.route:
-        clauses.append("route = %s")
-        params.append(where.route)
-    if where.status:
-        clauses.append("status = %s")
-        params.append(where.status)
-    if where.since is not None:
-        clauses.append("received_at >= %s")
-        params.append(where.since)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
 async def _schema_version(conn: Connection) -> int | None:

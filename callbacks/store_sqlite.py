@@ -383,7 +383,7 @@ class SQLiteStore:
         return await self._read(run)
 
     async def list_events(self, where: EventFilter) -> list[StoredEvent]:
-        clauses, params = _filter_sql(where)
+        clauses, params = where.where_sql("?")
         sql = f"SELECT {_COLUMNS} FROM events{clauses} ORDER BY id DESC LIMIT ?"  # noqa: S608
         return await self._read(
             lambda c: [event_from_row(r) for r in c.execute(sql, (*params, where.limit))]
@@ -450,21 +450,6 @@ class SQLiteStore:
                 ).fetchone()[0]
             )
         )
-
-
-def _filter_sql(where: EventFilter) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if where.route:
-        clauses.append("route = ?")
-        params.append(where.route)
-    if where.status:
-        clauses.append("status = ?")
-        params.append(where.status)
-    if where.since is not None:
-        clauses.append("received_at >= ?")
-        params.append(where.since)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
 _INSERT_DUPLICATE = (
