@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 from pathlib import Path
 
 import structlog
@@ -73,9 +74,8 @@ class LiveKeys:
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def start_watching(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        if _can_handle_sighup():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._task = asyncio.create_task(self._watch(), name="avatar-callbacks-key-watch")
 
     def _on_sighup(self) -> None:
@@ -97,5 +97,11 @@ class LiveKeys:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        if _can_handle_sighup():
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+
+def _can_handle_sighup() -> bool:
+    """Signal handlers need a SIGHUP (not on Windows) and the main thread (not when the app is
+    run by a test client or embedded in a loop on another thread); polling works everywhere."""
+    return hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread()

@@ -183,7 +183,7 @@ def _private(tmp_path: Path, text: str | bytes) -> Path:
     return path
 
 
-SECRET = "Sup3rSecretAuthKey0123456789abcd"  # 32 characters
+SECRET = "TestOnlyAuthKey0123456789abcdefg"  # 32 characters, a test value
 
 MALFORMED = {
     "unquoted-secret": f'[[keys]]\nroute = "st"\nsecret = {SECRET}\n',
