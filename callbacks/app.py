@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
@@ -55,8 +54,7 @@ def create_app(
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
-    base_dir = Path(config.source).parent if config.source.endswith(".toml") else None
-    store = store if store is not None else open_store(config.store.url, base_dir=base_dir)
+    store = store if store is not None else open_store(config.store.url, base_dir=config.base_dir)
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
@@ -74,7 +72,7 @@ def create_app(
             live_keys.start_watching()
         else:
             live_keys.use(keys)
-        if config.store.url.startswith("sqlite://"):
+        if config.store.is_sqlite:
             await store.upgrade()  # embedded: the schema comes with the file
         else:
             await store.open()

@@ -71,7 +71,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
         port=port or server.port,
         workers=workers or server.workers,
     )
-    if server.workers > 1 and config.store.url.startswith("sqlite://"):
+    if server.workers > 1 and config.store.is_sqlite:
         fail("the SQLite store takes one worker process; use a postgresql:// store for several")
     config = replace(config, server=server)
     _check_startable(config)
@@ -89,7 +89,7 @@ def _check_startable(config: Config) -> None:
         load_handlers(config.handler_modules)
     except (KeyFileError, HandlerLoadError) as exc:
         fail(str(exc))
-    if not config.store.url.startswith("sqlite://"):
+    if not config.store.is_sqlite:
         # SQLite creates its schema at start; a shared database is migrated on purpose, once.
         run_with_store(config, _nothing)
 

@@ -52,12 +52,8 @@ def load_config_or_fail(path: str | None) -> Config:
         fail(str(exc))
 
 
-def config_dir(config: Config) -> Path:
-    return Path(config.source).parent
-
-
 def store_for(config: Config) -> Store:
-    return open_store(config.store.url, base_dir=config_dir(config))
+    return open_store(config.store.url, base_dir=config.base_dir)
 
 
 def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:

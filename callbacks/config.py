@@ -61,6 +61,11 @@ class ServerConfig:
 class StoreConfig:
     url: str = "sqlite:///callbacks.db"
 
+    @property
+    def is_sqlite(self) -> bool:
+        """The embedded store: one server process, schema created at start."""
+        return self.url.startswith("sqlite://")
+
 
 @dataclass(frozen=True)
 class DispatchConfig:
@@ -108,6 +113,8 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    base_dir: Path = field(default_factory=Path.cwd)
+    """The folder relative paths in the file are resolved against (the config file's own)."""
 
     def route(self, name: str) -> RouteConfig:
         for route in self.routes:
@@ -169,6 +176,7 @@ def parse_config(
         dispatch=dispatch,
         handler_modules=modules,
         routes=routes,
+        base_dir=base_dir,
     )
     config = apply_env_overrides(config, env)
     _check_store_url(config)
@@ -363,7 +371,7 @@ def _check_store_url(config: Config) -> None:
             "store.url",
             "must start with sqlite:// or postgresql:// (e.g. sqlite:///data/callbacks.db)",
         )
-    if url.startswith("sqlite://") and config.server.workers > 1:
+    if config.store.is_sqlite and config.server.workers > 1:
         raise ConfigError(
             config.source,
             "server.workers",
