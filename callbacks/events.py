@@ -148,49 +148,50 @@ def event_class(route: RouteConfig, raw: Mapping[str, Any]) -> type[Event]:
 
 def build_event(envelope: Envelope, raw: Mapping[str, Any]) -> Event:
     """The typed event for a verified body on ``envelope.route``."""
-    common: dict[str, Any] = {
-        "delivery_id": envelope.delivery_id,
-        "route": envelope.route.name,
-        "provider": envelope.route.provider,
-        "key_id": envelope.key_id,
-        "received_at": envelope.received_at,
-        "raw": raw,
-    }
     route = envelope.route
-    if route.provider == "sensetime":
-        return SenseTimeCallback(
-            **common,
-            task_id=_text(raw.get("taskId", raw.get("id"))),
-            status=_text(raw.get("status", raw.get("state"))),
-            task_type=_text(raw.get("type", raw.get("taskType"))),
-            user_data=_text(raw.get("userData")),
-        )
-    if route.kind == "tts":
-        return MetaStudioTtsResult(
-            **common,
-            job_id=_text(raw.get("job_id")),
-            status=_text(raw.get("status")),
-            audio_file_download_url=_text(raw.get("audio_file_download_url")),
-            subtitle_file_download_url=_text(raw.get("subtitle_file_download_url")),
-            audio_duration=_number(raw.get("audio_duration")),
-        )
-    if route.kind == "live":
-        return _live_event(common, raw)
-    return MetaStudioJobResult(
-        **common,
-        kind=route.kind or "video",
-        job_id=_text(raw.get("job_id")),
-        asset_id=_text(raw.get("asset_id")),
-        result=_text(raw.get("result")),
+    cls = event_class(route, raw)
+    return cls(
+        delivery_id=envelope.delivery_id,
+        route=route.name,
+        provider=route.provider,
+        key_id=envelope.key_id,
+        received_at=envelope.received_at,
+        raw=raw,
+        **_typed_fields(cls, route, raw),
     )
 
 
-def _live_event(common: dict[str, Any], raw: Mapping[str, Any]) -> MetaStudioLiveEvent:
-    name = _text(raw.get("event_type"))
+def _typed_fields(cls: type[Event], route: RouteConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields ``cls`` adds to :class:`Event`, read leniently from the body."""
+    if cls is SenseTimeCallback:
+        return {
+            "task_id": _text(raw.get("taskId", raw.get("id"))),
+            "status": _text(raw.get("status", raw.get("state"))),
+            "task_type": _text(raw.get("type", raw.get("taskType"))),
+            "user_data": _text(raw.get("userData")),
+        }
+    if cls is MetaStudioTtsResult:
+        return {
+            "job_id": _text(raw.get("job_id")),
+            "status": _text(raw.get("status")),
+            "audio_file_download_url": _text(raw.get("audio_file_download_url")),
+            "subtitle_file_download_url": _text(raw.get("subtitle_file_download_url")),
+            "audio_duration": _number(raw.get("audio_duration")),
+        }
+    if cls is MetaStudioJobResult:
+        return {
+            "kind": route.kind or "video",
+            "job_id": _text(raw.get("job_id")),
+            "asset_id": _text(raw.get("asset_id")),
+            "result": _text(raw.get("result")),
+        }
+    return _live_fields(cls, raw)
+
+
+def _live_fields(cls: type[Event], raw: Mapping[str, Any]) -> dict[str, Any]:
     message = decode_live_message(raw.get("message"))
-    cls = _LIVE_TYPES.get(name or "", MetaStudioLiveEvent)
     fields: dict[str, Any] = {
-        "platform_event_type": name,
+        "platform_event_type": _text(raw.get("event_type")),
         "message": message,
         "room_id": _text(message.get("room_id")),
         "job_id": _text(message.get("job_id")),
@@ -208,7 +209,7 @@ def _live_event(common: dict[str, Any], raw: Mapping[str, Any]) -> MetaStudioLiv
         fields["state"] = _text(message.get("state"))
     elif cls is ReplyCommandFinish:
         fields["reply_id"] = _text(message.get("reply_id"))
-    return cls(**common, **fields)
+    return fields
 
 
 def decode_live_message(value: object) -> Mapping[str, Any]:
