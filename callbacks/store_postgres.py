@@ -36,6 +36,7 @@ from callbacks.store import (
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
+    GroupCommit,
     InboundCallback,
     KeyUsage,
     Outcome,
@@ -188,8 +189,9 @@ class PostgresStore:
         self._secret: str | None = None
         self._pool_check: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(max_size)
-        self._waiting: list[tuple[InboundCallback, asyncio.Future[Accepted]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._commits: GroupCommit[InboundCallback, Accepted] = GroupCommit(
+            self._write_batch, max_batch=_MAX_BATCH, name="store-group-commit"
+        )
 
     def __repr__(self) -> str:  # never show the URL: it may hold a password
         return "PostgresStore()"
@@ -272,6 +274,7 @@ class PostgresStore:
         """
 
     async def close(self) -> None:
+        await self._commits.drain()  # what was accepted is committed before the pool goes
         pool, self._pool = self._pool, None
         if self._pool_check is not None:
             self._pool_check.cancel()
@@ -332,28 +335,7 @@ class PostgresStore:
     # -- receiving -----------------------------------------------------------------------------
 
     async def accept(self, callback: InboundCallback) -> Accepted:
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._waiting.append((callback, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="store-group-commit")
-        return await future
-
-    async def _flush(self) -> None:
-        """Write what is waiting, batch after batch, until nothing is."""
-        while self._waiting:
-            batch = self._waiting[:_MAX_BATCH]
-            del self._waiting[:_MAX_BATCH]
-            try:
-                results = await self._write_batch([callback for callback, _ in batch])
-            except Exception as exc:
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():  # the request went away; what was written stays written
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        return await self._commits.submit(callback)
 
     async def _write_batch(
         self, callbacks: list[InboundCallback]

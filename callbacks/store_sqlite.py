@@ -31,6 +31,7 @@ from callbacks.store import (
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
+    GroupCommit,
     InboundCallback,
     KeyUsage,
     Outcome,
@@ -95,40 +96,29 @@ class _Job:
     """One write. ``atomic`` jobs run several statements and get a savepoint of their own; a
     single statement needs none, since SQLite undoes a failed statement by itself."""
 
-    __slots__ = ("atomic", "callback", "error", "fn", "future", "result")
+    __slots__ = ("atomic", "callback", "error", "fn", "result")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any] | None,
-        future: asyncio.Future[Any],
         *,
         atomic: bool = False,
         callback: InboundCallback | None = None,
     ) -> None:
         self.fn = fn  # None for an accepted callback: those are inserted together
-        self.future = future
         self.atomic = atomic
         self.callback = callback
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-def _settle(jobs: list[_Job]) -> None:
-    for job in jobs:
-        if job.future.done():
-            continue
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
-
-
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[_Job] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._commits: GroupCommit[_Job, Any] = GroupCommit(
+            self._write_jobs, max_batch=_MAX_BATCH, name="sqlite-group-commit"
+        )
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
@@ -205,9 +195,7 @@ class SQLiteStore:
         )
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await self._flusher  # what was accepted is committed before the store closes
-            self._flusher = None
+        await self._commits.drain()  # what was accepted is committed before the store closes
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -224,23 +212,14 @@ class SQLiteStore:
     async def _submit(self, job: _Job) -> Any:
         if self._conn is None:
             raise StoreUnavailable("the SQLite store is not open")
-        self._pending.append(job)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="sqlite-group-commit")
-        return await job.future
+        return await self._commits.submit(job)
 
-    async def _flush(self) -> None:
-        """Commit what is waiting, batch after batch; a batch forms while the last one commits."""
-        while self._pending:
-            batch = self._pending[:_MAX_BATCH]
-            del self._pending[:_MAX_BATCH]
-            try:
-                await self._run_batch(batch)
-            except Exception as exc:
-                failure = _as_unavailable(exc)
-                for job in batch:
-                    job.error = failure
-            _settle(batch)
+    async def _write_jobs(self, batch: list[_Job]) -> list[Any]:
+        try:
+            await self._run_batch(batch)
+        except Exception as exc:
+            return [_as_unavailable(exc)] * len(batch)
+        return [job.result if job.error is None else job.error for job in batch]
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         conn = self._conn
@@ -281,8 +260,7 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout = 0")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        return await self._submit(_Job(fn, future, atomic=atomic))  # type: ignore[no-any-return]
+        return await self._submit(_Job(fn, atomic=atomic))  # type: ignore[no-any-return]
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -299,8 +277,7 @@ class SQLiteStore:
     # -- receiving -----------------------------------------------------------------------------
 
     async def accept(self, callback: InboundCallback) -> Accepted:
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        return await self._submit(_Job(None, future, callback=callback))  # type: ignore[no-any-return]
+        return await self._submit(_Job(None, callback=callback))  # type: ignore[no-any-return]
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
