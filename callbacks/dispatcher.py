@@ -146,16 +146,13 @@ class Dispatcher:
             error = await self._call(registration, event, attempt)
             tries = int(previous.get("attempts", 0)) + 1
             if error is None:
-                state[registration.name] = {"status": "ok", "attempts": tries}
-                continue
-            last_error = f"{registration.name}: {error}"
-            dead = tries >= self.config.max_attempts
-            state[registration.name] = {
-                "status": "dead" if dead else "failed",
-                "attempts": tries,
-                "error": error,
-            }
-            metrics.HANDLER_ATTEMPTS.labels(registration.name, "dead" if dead else "failed").inc()
+                outcome = "ok"
+                state[registration.name] = {"status": outcome, "attempts": tries}
+            else:
+                outcome = "dead" if tries >= self.config.max_attempts else "failed"
+                last_error = f"{registration.name}: {error}"
+                state[registration.name] = {"status": outcome, "attempts": tries, "error": error}
+            metrics.HANDLER_ATTEMPTS.labels(registration.name, outcome).inc()
         return self._outcome(state, attempt, last_error)
 
     def _outcome(self, state: Mapping[str, Any], attempt: int, error: str | None) -> Outcome:
@@ -186,7 +183,6 @@ class Dispatcher:
             error_type: str | None = type(exc).__name__
         else:
             error = error_type = None
-            metrics.HANDLER_ATTEMPTS.labels(registration.name, "ok").inc()
         (log.info if error is None else log.warning)(
             "handler_attempt",
             handler=registration.name,

@@ -33,7 +33,7 @@ from callbacks.dispatcher import Dispatcher
 from callbacks.events import dedupe_key, event_class
 from callbacks.live_keys import LiveKeys
 from callbacks.logs import RejectionSampler
-from callbacks.store import InboundCallback, Store, StoreUnavailable, new_delivery_id
+from callbacks.store import Accepted, InboundCallback, Store, StoreUnavailable, new_delivery_id
 from verify import (
     BadToken,
     Carrier,
@@ -110,18 +110,9 @@ class Receiver:
         try:
             status, outcome, body = await self._process(request, route, fields)
             reason = "duplicate" if outcome == "duplicate" else "stored"
-        except Rejected as exc:
-            status, reason = exc.status, exc.reason
+        except Exception as exc:
+            status, reason = _failure(exc, fields)
             outcome = "error" if status >= 500 else "rejected"
-            body = {"ok": False, "reason": reason}
-        except ClientDisconnect:
-            status, outcome, reason = 400, "rejected", "client_disconnected"
-            body = {"ok": False, "reason": reason}
-        except Exception:
-            # A bug of ours: answer 500 so the platform retries, and log the traceback (which
-            # names code, not request content).
-            log.exception("callback_failed", **fields)
-            status, outcome, reason = 500, "error", "internal_error"
             body = {"ok": False, "reason": reason}
         latency = time.perf_counter() - started
         route_metrics = self._metrics[route.name]
@@ -188,7 +179,7 @@ class Receiver:
             self.dispatcher.wake()
         return 200, "accepted", {"ok": True, "delivery_id": delivery_id, "duplicate": False}
 
-    async def _store(self, callback: InboundCallback) -> Any:
+    async def _store(self, callback: InboundCallback) -> Accepted:
         started = time.perf_counter()
         try:
             accepted = await self.store.accept(callback)
@@ -244,6 +235,18 @@ class Receiver:
         except VerificationError as exc:
             raise _rejection(exc) from None
         return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
+
+
+def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
+    """The status and reason for a request that did not end in a 200."""
+    if isinstance(exc, Rejected):
+        return exc.status, exc.reason
+    if isinstance(exc, ClientDisconnect):
+        return 400, "client_disconnected"
+    # A bug of ours: answer 500 so the platform retries, and log the traceback (which names
+    # code, not request content).
+    log.exception("callback_failed", **fields)
+    return 500, "internal_error"
 
 
 def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> bool:

@@ -81,10 +81,7 @@ _COLUMNS = (
 
 # The columns of _COLUMNS as JSON values: the body as hex (any bytes survive), the handler state
 # as the JSON text it is stored as.
-_PACKED_COLUMNS = (
-    "id, route, provider, event_type, key_id, received_at, hex(body), status, attempts, "
-    "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
-)
+_PACKED_COLUMNS = _COLUMNS.replace(" body,", " hex(body),")
 
 
 def _unpack(row: list[Any]) -> StoredEvent:
