@@ -230,12 +230,7 @@ class SQLiteStore:
                 raise
             await loop.run_in_executor(self._committer, self._run_batch_waiting, conn, batch)
             return
-        try:
-            _run_jobs(conn, batch)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+        _run_jobs(conn, batch)
         # From here the connection belongs to the commit thread until it is done; shielded, so
         # a cancelled flusher cannot touch the connection while the COMMIT runs.
         await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
@@ -246,12 +241,7 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout = 10000")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                _run_jobs(conn, batch)
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            _run_jobs(conn, batch)
             _commit(conn)
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
@@ -517,7 +507,17 @@ def _commit(conn: sqlite3.Connection) -> None:
 
 
 def _run_jobs(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-    """A batch's statements, inside its transaction: callbacks together, then the rest."""
+    """A batch's statements, inside its transaction; if they fail, the transaction is undone."""
+    try:
+        _run_each(conn, batch)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _run_each(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    """Callbacks together in one insert, then the other jobs one by one."""
     _accept_all(conn, [job for job in batch if job.callback is not None])
     for job in batch:
         if job.fn is None:
