@@ -11,6 +11,12 @@ every handler that has not yet succeeded, and writes the outcome back:
 
 Because state is written after the handlers ran, a process killed mid-handler redelivers that event
 after restart: handlers get the stable ``delivery_id`` to make their side effects idempotent.
+
+Events come two ways. A callback this process just accepted is *handed over*: the receiver stores
+it already leased to this dispatcher (see :meth:`Dispatcher.lease`) and passes the parsed body
+along, so it is delivered without reading it back from the store. Everything else (retries, events
+whose process died, events accepted while the hand-over queue was full) is *claimed* from the store
+in rounds, when woken and at least every ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -32,11 +39,42 @@ from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
 from callbacks.events import Envelope, Event, build_event
 from callbacks.handlers import Handlers, Registration
-from callbacks.store import EventStatus, Outcome, Store, StoredEvent, StoreUnavailable
+from callbacks.store import (
+    EventStatus,
+    InboundCallback,
+    Outcome,
+    Store,
+    StoredEvent,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _ERROR_TEXT_LIMIT = 300
 _CLAIM_PER_SLOT = 16  # events claimed per round for each concurrent handler slot
+_HANDOVER_ROUNDS = 4  # hand-over queue limit, in rounds: past it, events wait in the store
+
+
+class Lease(NamedTuple):
+    owner: str
+    until: float
+
+
+class Handover(NamedTuple):
+    """A callback just accepted, stored leased to this dispatcher, with its parsed body."""
+
+    callback: InboundCallback
+    route: RouteConfig
+    raw: dict[str, Any]
+
+
+class _Work(NamedTuple):
+    """One event of a round, whichever way it came."""
+
+    id: str
+    event: Event
+    handler_state: Mapping[str, Any]
+    attempts: int
+    received_at: float
 
 
 def backoff_delay(attempt: int, config: DispatchConfig, rng: Callable[[], float]) -> float:
@@ -67,11 +105,27 @@ class Dispatcher:
         self.rng = rng
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
+        self._claim_wanted = True  # the store may hold due events: claim a round
+        self._handed: deque[Handover] = deque()
+        self._round_size = config.concurrency * _CLAIM_PER_SLOT
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
+    def lease(self) -> Lease | None:
+        """A lease for a callback about to be stored and handed over, or None when the queue is
+        full (the event then waits in the store for a claim round)."""
+        if self._stopping or len(self._handed) >= self._round_size * _HANDOVER_ROUNDS:
+            return None
+        return Lease(self.owner, self.clock() + self.config.lease_seconds)
+
+    def hand_over(self, handover: Handover) -> None:
+        """Deliver a callback stored with :meth:`lease`'s lease, without reading it back."""
+        self._handed.append(handover)
+        self._wake.set()
+
     def wake(self) -> None:
-        """Something was stored: look now instead of at the next poll."""
+        """Something was stored for the claim rounds: look now instead of at the next poll."""
+        self._claim_wanted = True
         self._wake.set()
 
     def start(self) -> None:
@@ -85,25 +139,36 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._release_handed()
 
     async def _run(self) -> None:
+        next_claim = 0.0  # monotonic time of the next claim round without a wake-up
         while not self._stopping:
             try:
-                handled = await self.run_once()
+                if self._handed:
+                    handled = await self.run_handed()
+                elif self._claim_wanted or time.monotonic() >= next_claim:
+                    self._claim_wanted = False
+                    handled = await self.run_once()
+                    if not handled:
+                        next_claim = time.monotonic() + self.config.poll_interval
+                else:
+                    handled = 0
             except StoreUnavailable as exc:
                 log.warning("dispatch_store_unavailable", error=str(exc))
                 handled = 0
             except Exception:
                 log.exception("dispatch_round_failed")
                 handled = 0
-            if handled or self._stopping:
+            if handled or self._stopping or self._handed or self._claim_wanted:
                 continue
             self._wake.clear()
+            timeout = max(next_claim - time.monotonic(), 0.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def run_once(self) -> int:
-        """Claim one batch of due events, deliver it, and write every outcome back at once.
+        """Claim one round of due events from the store, deliver it, write every outcome back.
 
         One write per round rather than per event keeps the dispatcher ahead of the intake
         under load: the rounds share the store's group commits with the incoming callbacks.
@@ -111,33 +176,91 @@ class Dispatcher:
         events = await self.store.claim(
             owner=self.owner,
             now=self.clock(),
-            limit=self.config.concurrency * _CLAIM_PER_SLOT,
+            limit=self._round_size,
             lease_seconds=self.config.lease_seconds,
         )
         if not events:
             return 0
+        work = [
+            _Work(e.id, self._event(e), e.handler_state, e.attempts, e.received_at) for e in events
+        ]
+        await self._deliver_round(work)
+        return len(events)
+
+    async def run_handed(self) -> int:
+        """Deliver one round of handed-over events."""
+        now = self.clock()
+        work: list[_Work] = []
+        while self._handed and len(work) < self._round_size:
+            callback, route, raw = self._handed.popleft()
+            if callback.claimed_until is None or callback.claimed_until <= now:
+                self._claim_wanted = True  # its lease lapsed: a claim round takes it, once
+                continue
+            envelope = Envelope(callback.delivery_id, route, callback.key_id, callback.received_at)
+            event = build_event(envelope, raw)
+            work.append(_Work(callback.delivery_id, event, {}, 0, callback.received_at))
+        if work:
+            await self._deliver_round(work)
+        return len(work)
+
+    async def _deliver_round(self, work: Sequence[_Work]) -> None:
         limit = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(stored: StoredEvent) -> tuple[str, Outcome]:
+        async def one(item: _Work) -> tuple[str, Outcome]:
             async with limit:
-                return stored.id, await self.deliver(stored)
+                return item.id, await self._deliver(item)
 
-        outcomes = await asyncio.gather(*(one(e) for e in events))
+        # Events no handler waits for are settled inline: a task each would cost more than them.
+        outcomes: list[tuple[str, Outcome]] = []
+        waiting: list[_Work] = []
+        for item in work:
+            if self._handlers_due(item.event, item.handler_state):
+                waiting.append(item)
+            else:
+                outcomes.append((item.id, await self._deliver(item)))
+        outcomes += await asyncio.gather(*(one(item) for item in waiting))
         finished = await self.store.finish_many(outcomes, owner=self.owner)
         if finished < len(outcomes):
             log.warning("dispatch_claims_lost", lost=len(outcomes) - finished)
         for event_id, outcome in outcomes:
             if outcome.status == "dead":
                 log.error("event_dead", delivery_id=event_id, attempts=outcome.attempts)
-        return len(events)
+
+    async def _release_handed(self) -> None:
+        """At stop: give the store back the leases of handed-over events not yet delivered."""
+        if not self._handed:
+            return
+        now = self.clock()
+        pending = Outcome("pending", 0, now, {}, None)
+        outcomes = [(h.callback.delivery_id, pending) for h in self._handed]
+        self._handed.clear()
+        with contextlib.suppress(StoreUnavailable):  # the leases then lapse on their own
+            await self.store.finish_many(outcomes, owner=self.owner)
+
+    def _handlers_due(self, event: Event, state: Mapping[str, Any]) -> bool:
+        return any(
+            state.get(r.name, {}).get("status") not in ("ok", "dead")
+            for r in self.handlers.for_event(event)
+        )
 
     async def deliver(self, stored: StoredEvent) -> Outcome:
         """Run the handlers that have not yet succeeded for one event; returns its new state."""
-        event = self._event(stored)
-        state: dict[str, Any] = {k: dict(v) for k, v in stored.handler_state.items()}
-        attempt = stored.attempts + 1
+        return await self._deliver(
+            _Work(
+                stored.id,
+                self._event(stored),
+                stored.handler_state,
+                stored.attempts,
+                stored.received_at,
+            )
+        )
+
+    async def _deliver(self, item: _Work) -> Outcome:
+        event = item.event
+        state: dict[str, Any] = {k: dict(v) for k, v in item.handler_state.items()}
+        attempt = item.attempts + 1
         if attempt == 1:
-            metrics.DISPATCH_LAG.observe(max(self.clock() - stored.received_at, 0.0))
+            metrics.DISPATCH_LAG.observe(max(self.clock() - item.received_at, 0.0))
         last_error: str | None = None
         for registration in self.handlers.for_event(event):
             previous = state.get(registration.name, {})

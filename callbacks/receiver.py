@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
-from callbacks.dispatcher import Dispatcher
+from callbacks.dispatcher import Dispatcher, Handover
 from callbacks.events import dedupe_key, event_class
 from callbacks.live_keys import LiveKeys
 from callbacks.logs import RejectionSampler
@@ -160,23 +160,28 @@ class Receiver:
         event_type = event_class(route, raw).__name__
         fields["delivery_id"] = delivery_id
         fields["event_type"] = event_type
-        accepted = await self._store(
-            InboundCallback(
-                delivery_id=delivery_id,
-                route=route.name,
-                provider=route.provider,
-                event_type=event_type,
-                dedupe_key=dedupe_key(route, raw),
-                key_id=auth.key_id,
-                received_at=received_at,
-                body=body,
-            )
+        lease = self.dispatcher.lease() if self.dispatcher is not None else None
+        callback = InboundCallback(
+            delivery_id=delivery_id,
+            route=route.name,
+            provider=route.provider,
+            event_type=event_type,
+            dedupe_key=dedupe_key(route, raw),
+            key_id=auth.key_id,
+            received_at=received_at,
+            body=body,
+            claimed_by=None if lease is None else lease.owner,
+            claimed_until=None if lease is None else lease.until,
         )
+        accepted = await self._store(callback)
         if accepted.duplicate:
             fields["duplicate_of"] = accepted.duplicate_of
             return 200, "duplicate", {"ok": True, "delivery_id": delivery_id, "duplicate": True}
         if self.dispatcher is not None:
-            self.dispatcher.wake()
+            if lease is None:
+                self.dispatcher.wake()
+            else:
+                self.dispatcher.hand_over(Handover(callback, route, raw))
         return 200, "accepted", {"ok": True, "delivery_id": delivery_id, "duplicate": False}
 
     async def _store(self, callback: InboundCallback) -> Accepted:

@@ -52,6 +52,12 @@ class InboundCallback:
     key_id: str | None
     received_at: float
     body: bytes
+    # Set when this process's dispatcher takes the event straight from the receiver: the row is
+    # stored already claimed (leased) by it, so no claim query has to find it again. Should the
+    # process die first, the lease lapses (or SQLite's start-up recovery frees it) and the event
+    # is claimed like any other.
+    claimed_by: str | None = None
+    claimed_until: float | None = None
 
 
 @dataclass(frozen=True)

@@ -108,12 +108,13 @@ def _columns(alias: str = "") -> str:
 # original that a racing replica committed while our insert waited for it is found.
 _BATCH_INSERT_SQL = f"""
 INSERT INTO {EVENTS} (id, route, provider, event_type, dedupe_key, key_id, received_at, body,
-                      status, next_attempt_at, updated_at)
+                      status, next_attempt_at, updated_at, claimed_by, claimed_until)
 SELECT id, route, provider, event_type, dedupe_key, key_id, received_at, body,
-       'pending', received_at, received_at
+       'pending', received_at, received_at, claimed_by, claimed_until
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::float8[], %s::bytea[])
-     AS t(id, route, provider, event_type, dedupe_key, key_id, received_at, body)
+            %s::float8[], %s::bytea[], %s::text[], %s::float8[])
+     AS t(id, route, provider, event_type, dedupe_key, key_id, received_at, body, claimed_by,
+          claimed_until)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """  # noqa: S608 - table names are constants
@@ -543,7 +544,8 @@ def _check_version(version: int | None) -> None:
 async def _insert_batch(conn: Connection, callbacks: Sequence[InboundCallback]) -> list[Accepted]:
     """Insert new events and duplicate rows for ``callbacks`` (call inside a transaction)."""
     keys = [c.dedupe_key for c in callbacks]
-    cur = await conn.execute(_BATCH_INSERT_SQL, _columns_of(callbacks, keys))
+    claims = ([c.claimed_by for c in callbacks], [c.claimed_until for c in callbacks])
+    cur = await conn.execute(_BATCH_INSERT_SQL, _columns_of(callbacks, keys) + claims)
     inserted = {row[0] for row in await cur.fetchall()}
     rest = [c for c in callbacks if c.delivery_id not in inserted]
     if not rest:

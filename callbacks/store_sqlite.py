@@ -44,8 +44,8 @@ from callbacks.store import (
 
 T = TypeVar("T")
 _MAX_BATCH = 512
-# Ten parameters a row; SQLite before 3.32 allows 999 per statement.
-_ROWS_PER_INSERT = 96
+# Twelve parameters a row; SQLite before 3.32 allows 999 per statement.
+_ROWS_PER_INSERT = 80
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -424,7 +424,7 @@ _INSERT_DUPLICATE = (
 
 
 def _row(cb: InboundCallback, fifth: str) -> tuple[Any, ...]:
-    """Parameters for both inserts; ``fifth`` is the dedupe key or the original's id."""
+    """Parameters for the duplicate insert; ``fifth`` is the original's id."""
     return (
         cb.delivery_id,
         cb.route,
@@ -474,9 +474,9 @@ def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
 
 @functools.lru_cache(maxsize=_ROWS_PER_INSERT)
 def _insert_pending_sql(rows: int) -> str:
-    values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"] * rows)
+    values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"] * rows)
     columns = "id, route, provider, event_type, dedupe_key, key_id, received_at, body, status, "
-    columns += "next_attempt_at, updated_at"
+    columns += "next_attempt_at, updated_at, claimed_by, claimed_until"
     # Only placeholders are formatted in: the values are bound.
     return f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT (dedupe_key) DO NOTHING"  # noqa: S608
 
@@ -484,7 +484,20 @@ def _insert_pending_sql(rows: int) -> str:
 def _flat(callbacks: list[InboundCallback]) -> list[Any]:
     params: list[Any] = []
     for cb in callbacks:
-        params.extend(_row(cb, cb.dedupe_key))
+        params += (
+            cb.delivery_id,
+            cb.route,
+            cb.provider,
+            cb.event_type,
+            cb.dedupe_key,
+            cb.key_id,
+            cb.received_at,
+            cb.body,
+            cb.received_at,
+            cb.received_at,
+            cb.claimed_by,
+            cb.claimed_until,
+        )
     return params
 
 

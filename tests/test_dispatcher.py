@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callbacks.config import DispatchConfig, RouteConfig
-from callbacks.dispatcher import Dispatcher, backoff_delay
+from callbacks.dispatcher import Dispatcher, Handover, backoff_delay
 from callbacks.events import (
     Event,
     MetaStudioJobResult,
@@ -467,6 +468,148 @@ def test_background_loop_delivers_and_stops(tmp_path: Path) -> None:
         finally:
             await dispatcher.stop()
         assert (await stored(store, accepted.delivery_id)).status == "delivered"
+        assert rec.count("async") == 1
+
+    run(tmp_path, scenario)
+
+
+# -- hand-over: events this process just accepted ------------------------------------------
+
+
+async def accept_handed(
+    store: SQLiteStore, dispatcher: Dispatcher, route: RouteConfig, body: dict[str, Any], now: float
+) -> InboundCallback | None:
+    """What the receiver does: store leased to the dispatcher, then hand over (None: not leased)."""
+    lease = dispatcher.lease()
+    if lease is None:
+        return None
+    inbound = dataclasses.replace(
+        callback(route, body, now), claimed_by=lease.owner, claimed_until=lease.until
+    )
+    accepted = await store.accept(inbound)
+    assert not accepted.duplicate
+    dispatcher.hand_over(Handover(inbound, route, dict(body)))
+    return inbound
+
+
+def test_handed_over_event_is_delivered_without_a_claim_and_hidden_from_claims(
+    tmp_path: Path,
+) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        # Stored leased to this dispatcher: no claim round (here or elsewhere) can take it.
+        assert await store.claim(owner="other", now=clock(), limit=10, lease_seconds=60) == []
+        assert await dispatcher.run_handed() == 1
+        assert rec.count("sync") == rec.count("async") == rec.count("audit") == 1
+        event = rec.calls["sync"][0]
+        assert isinstance(event, MetaStudioJobResult)
+        assert (event.delivery_id, event.job_id) == (inbound.delivery_id, "job-1")
+        row = await stored(store, inbound.delivery_id)
+        assert (row.status, row.attempts) == ("delivered", 1)
+        assert await dispatcher.run_handed() == 0
+        assert await dispatcher.run_once() == 0
+
+    run(tmp_path, scenario)
+
+
+def test_handed_over_event_whose_handler_fails_is_retried_by_claim_rounds(tmp_path: Path) -> None:
+    rec, clock = Recorder(failing={"async"}), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        assert await dispatcher.run_handed() == 1
+        row = await stored(store, inbound.delivery_id)
+        assert (row.status, row.attempts) == ("pending", 1)
+        statuses = {name.rsplit(".", 1)[1]: st["status"] for name, st in row.handler_state.items()}
+        assert statuses == {"sync_handler": "ok", "async_handler": "failed", "audit": "ok"}
+        rec.failing.clear()
+        clock.advance(CONFIG.backoff_max)
+        assert await dispatcher.run_once() == 1
+        assert rec.count("sync") == 1
+        assert rec.count("async") == 2
+        assert (await stored(store, inbound.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_handed_over_event_whose_lease_lapsed_goes_to_a_claim_round_once(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        clock.advance(CONFIG.lease_seconds + 1)  # the dispatcher fell that far behind
+        assert await dispatcher.run_handed() == 0  # not delivered from the queue...
+        assert await dispatcher.run_once() == 1  # ...but claimed from the store, once
+        assert rec.count("sync") == 1
+        assert (await stored(store, inbound.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_full_hand_over_queue_leaves_events_to_claim_rounds(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+    small = DispatchConfig(**{**CONFIG.__dict__, "concurrency": 1})
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, small, clock=clock)
+        handed = 0
+        while await accept_handed(store, dispatcher, SENSETIME, {"taskId": f"t-{handed}"}, clock()):
+            handed += 1
+        assert handed > 0  # the queue takes a few rounds, then says no
+        left = callback(SENSETIME, {"taskId": "waits-in-the-store"}, clock())
+        await store.accept(left)
+        delivered = 0
+        while n := await dispatcher.run_handed():
+            delivered += n
+        assert delivered == handed
+        assert await dispatcher.run_once() == 1
+        assert rec.count("audit") == handed + 1
+        assert (await stored(store, left.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_stop_gives_back_the_leases_of_events_not_yet_delivered(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        await dispatcher.stop()  # never started: nothing delivered, the lease is released
+        assert dispatcher.lease() is None
+        assert rec.count("sync") == 0
+        claimed = await store.claim(owner="next", now=clock(), limit=10, lease_seconds=60)
+        assert [e.id for e in claimed] == [inbound.delivery_id]
+        assert claimed[0].attempts == 0
+
+    run(tmp_path, scenario)
+
+
+def test_background_loop_delivers_handed_over_events(tmp_path: Path) -> None:
+    rec = Recorder()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG)
+        dispatcher.start()
+        try:
+            inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, time.time())
+            assert inbound is not None
+            for _ in range(500):
+                if (await stored(store, inbound.delivery_id)).status == "delivered":
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await dispatcher.stop()
+        assert (await stored(store, inbound.delivery_id)).status == "delivered"
         assert rec.count("async") == 1
 
     run(tmp_path, scenario)

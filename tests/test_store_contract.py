@@ -9,6 +9,7 @@ slept.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -237,6 +238,33 @@ def test_claim_takes_due_events_and_hides_them_for_the_lease(make_store: StoreFa
         # ``later`` became due too at NOW + 100, not before
         final = await store.claim(owner="c", now=NOW + 100, limit=10, lease_seconds=LEASE)
         assert [e.id for e in final] == [later.delivery_id]
+
+    run(make_store, scenario)
+
+
+def test_an_event_accepted_leased_is_hidden_from_claims_until_its_lease_ends(
+    make_store: StoreFactory,
+) -> None:
+    """The receiver's hand-over: stored already claimed, finished by its owner without a claim."""
+    plain = callback(received_at=NOW - 2)
+    leased = dataclasses.replace(
+        callback(received_at=NOW - 1), claimed_by="mine", claimed_until=NOW + LEASE
+    )
+    lapsed = dataclasses.replace(callback(), claimed_by="dead", claimed_until=NOW + LEASE)
+
+    async def scenario(store: Store) -> None:
+        await accept_all(store, plain, leased, lapsed)
+        claimed = await store.claim(owner="other", now=NOW, limit=10, lease_seconds=LEASE)
+        assert [e.id for e in claimed] == [plain.delivery_id]
+        done = Outcome("delivered", 1, NOW, {"h": {"status": "ok", "attempts": 1}}, None)
+        assert not await store.finish(leased.delivery_id, owner="other", outcome=done)
+        assert await store.finish(leased.delivery_id, owner="mine", outcome=done)
+        stored = await store.get(leased.delivery_id)
+        assert stored is not None
+        assert stored.status == "delivered"
+        # The lease of an owner that never finished lapses like a claim's.
+        late = await store.claim(owner="next", now=NOW + LEASE + 1, limit=10, lease_seconds=LEASE)
+        assert {e.id for e in late} == {plain.delivery_id, lapsed.delivery_id}
 
     run(make_store, scenario)
 
