@@ -86,7 +86,8 @@ def _junk_body(draw: Any) -> bytes:
         body["timestamp"] = draw(json_values | st.integers(10**9, 10**10 - 1))
         body["signature"] = draw(json_values | st.from_regex(r"[0-9a-fA-F]{32}", fullmatch=True))
         return json.dumps(body).encode()
-    return draw(st.text(max_size=200)).encode("utf-8", "surrogatepass")
+    text: str = draw(st.text(max_size=200))
+    return text.encode("utf-8", "surrogatepass")
 
 
 @st.composite

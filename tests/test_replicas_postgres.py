@@ -137,6 +137,7 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
     assert statuses["pending"] == 0
 
     recs = _read(events_file)
+    assert survivor.proc is not None
     assert {r["pid"] for r in recs} == {victim_pid, survivor.proc.pid}, "one replica did no work"
     ends = Counter(r["id"] for r in recs if r["phase"] == "end")
     starts = Counter(r["id"] for r in recs if r["phase"] == "start")

@@ -86,7 +86,7 @@ def test_callbacks_submitted_together_share_one_commit(tmp_path: Path) -> None:
             commits += 1
             return real_commit(fn, *args)
 
-        store._committer.submit = counting_submit  # type: ignore[method-assign]
+        store._committer.submit = counting_submit  # type: ignore[method-assign,assignment]
         results = await asyncio.gather(*(store.accept(_callback(n)) for n in range(50)))
         await store.close()
         assert len({r.delivery_id for r in results}) == 50
