@@ -40,7 +40,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
-from bench_receiver import CALLBACK_PATH, PUBLIC_URL, ROUTE, body_template  # noqa: E402
+from bench_receiver import (  # noqa: E402
+    CALLBACK_PATH,
+    CONFIG_TEMPLATE,
+    HOST,
+    PUBLIC_URL,
+    ROUTE,
+    body_template,
+)
 
 from callbacks.keyfile import KeyFile, write_key_file  # noqa: E402
 from callbacks.store import Accepted, InboundCallback  # noqa: E402
@@ -56,25 +63,6 @@ VARIANTS = {
     "dispatch": "receiver: accepted, SQLite, dispatch on (production)",
 }
 
-CONFIG = """\
-[server]
-log_format = "json"
-
-[store]
-url = "sqlite:///callbacks.db"
-
-[keys]
-file = "keys.toml"
-
-[dispatch]
-enabled = {dispatch}
-
-[[routes]]
-name = "{route}"
-path = "{path}"
-provider = "sensetime"
-public_url = "{public_url}"
-"""
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -97,15 +85,13 @@ def build_app(variant: str, folder: Path) -> tuple[ASGIApp, Any]:
     from callbacks.logs import configure_logging
 
     config_path = folder / "callbacks.toml"
-    config_path.write_text(
-        CONFIG.format(
-            dispatch="true" if variant == "dispatch" else "false",
-            route=ROUTE,
-            path=CALLBACK_PATH,
-            public_url=PUBLIC_URL,
-        ),
-        encoding="utf-8",
+    # bench_receiver's config (the port is never opened here), with dispatch as the variant says.
+    text = CONFIG_TEMPLATE.format(
+        host=HOST, port=8000, route=ROUTE, path=CALLBACK_PATH, public_url=PUBLIC_URL
     )
+    if variant != "dispatch":
+        text = text.replace("enabled = true", "enabled = false")
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(str(config_path))
     configure_logging(config.server.log_format)
     store = StubbedStore(folder / "callbacks.db") if variant == "stubbed" else None
