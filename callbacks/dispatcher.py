@@ -206,19 +206,20 @@ class Dispatcher:
     async def _deliver_round(self, work: Sequence[_Work]) -> None:
         limit = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(item: _Work) -> tuple[str, Outcome]:
+        async def one(item: _Work, due: list[Registration]) -> tuple[str, Outcome]:
             async with limit:
-                return item.id, await self._deliver(item)
+                return item.id, await self._deliver(item, due)
 
         # Events no handler waits for are settled inline: a task each would cost more than them.
         outcomes: list[tuple[str, Outcome]] = []
-        waiting: list[_Work] = []
+        waiting: list[tuple[_Work, list[Registration]]] = []
         for item in work:
-            if self._handlers_due(item.event, item.handler_state):
-                waiting.append(item)
+            due = self._handlers_due(item)
+            if due:
+                waiting.append((item, due))
             else:
-                outcomes.append((item.id, await self._deliver(item)))
-        outcomes += await asyncio.gather(*(one(item) for item in waiting))
+                outcomes.append((item.id, await self._deliver(item, due)))
+        outcomes += await asyncio.gather(*(one(item, due) for item, due in waiting))
         finished = await self.store.finish_many(outcomes, owner=self.owner)
         if finished < len(outcomes):
             log.warning("dispatch_claims_lost", lost=len(outcomes) - finished)
@@ -237,35 +238,35 @@ class Dispatcher:
         with contextlib.suppress(StoreUnavailable):  # the leases then lapse on their own
             await self.store.finish_many(outcomes, owner=self.owner)
 
-    def _handlers_due(self, event: Event, state: Mapping[str, Any]) -> bool:
-        return any(
-            state.get(r.name, {}).get("status") not in ("ok", "dead")
-            for r in self.handlers.for_event(event)
-        )
+    def _handlers_due(self, item: _Work) -> list[Registration]:
+        """The event's handlers that have not yet succeeded or died."""
+        return [
+            r
+            for r in self.handlers.for_event(item.event)
+            if item.handler_state.get(r.name, {}).get("status") not in ("ok", "dead")
+        ]
 
     async def deliver(self, stored: StoredEvent) -> Outcome:
         """Run the handlers that have not yet succeeded for one event; returns its new state."""
-        return await self._deliver(
-            _Work(
-                stored.id,
-                self._event(stored),
-                stored.handler_state,
-                stored.attempts,
-                stored.received_at,
-            )
+        item = _Work(
+            stored.id,
+            self._event(stored),
+            stored.handler_state,
+            stored.attempts,
+            stored.received_at,
         )
+        return await self._deliver(item, self._handlers_due(item))
 
-    async def _deliver(self, item: _Work) -> Outcome:
+    async def _deliver(self, item: _Work, due: list[Registration]) -> Outcome:
+        """Run the handlers ``due`` for one event; returns its new state."""
         event = item.event
         state: dict[str, Any] = {k: dict(v) for k, v in item.handler_state.items()}
         attempt = item.attempts + 1
         if attempt == 1:
             metrics.DISPATCH_LAG.observe(max(self.clock() - item.received_at, 0.0))
         last_error: str | None = None
-        for registration in self.handlers.for_event(event):
+        for registration in due:
             previous = state.get(registration.name, {})
-            if previous.get("status") in ("ok", "dead"):
-                continue
             error = await self._call(registration, event, attempt)
             tries = int(previous.get("attempts", 0)) + 1
             if error is None:
