@@ -13,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
+from tests.strategies import mutations
 from verify import (
     Carrier,
     InvalidKey,
@@ -76,24 +77,6 @@ def signed_query(url: str, key: str, ts: int = NOW, carrier: Carrier = Carrier.J
 def verify_query(url: str, query: str | bytes, keys: Any, **kwargs: Any) -> MetaStudioVerification:
     kwargs.setdefault("clock", clock_at(NOW))
     return verify_metastudio_callback(url, query, keys, **kwargs)
-
-
-def mutations(text: str, alphabet: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """Every string one character away from ``text``: a replacement, insertion or deletion."""
-
-    @st.composite
-    def build(draw: st.DrawFn) -> str:
-        op = draw(st.sampled_from(["replace", "insert", "delete"] if text else ["insert"]))
-        if op == "insert":
-            at = draw(st.integers(0, len(text)))
-            return text[:at] + draw(alphabet) + text[at:]
-        at = draw(st.integers(0, len(text) - 1))
-        if op == "delete":
-            return text[:at] + text[at + 1 :]
-        new = draw(alphabet.filter(lambda c: c != text[at]))
-        return text[:at] + new + text[at + 1 :]
-
-    return build()
 
 
 # --------------------------------------------------------------------------- vectors
