@@ -181,10 +181,7 @@ class Dispatcher:
         )
         if not events:
             return 0
-        work = [
-            _Work(e.id, self._event(e), e.handler_state, e.attempts, e.received_at) for e in events
-        ]
-        await self._deliver_round(work)
+        await self._deliver_round([self._work(e) for e in events])
         return len(events)
 
     async def run_handed(self) -> int:
@@ -248,13 +245,7 @@ class Dispatcher:
 
     async def deliver(self, stored: StoredEvent) -> Outcome:
         """Run the handlers that have not yet succeeded for one event; returns its new state."""
-        item = _Work(
-            stored.id,
-            self._event(stored),
-            stored.handler_state,
-            stored.attempts,
-            stored.received_at,
-        )
+        item = self._work(stored)
         return await self._deliver(item, self._handlers_due(item))
 
     async def _deliver(self, item: _Work, due: list[Registration]) -> Outcome:
@@ -319,6 +310,16 @@ class Dispatcher:
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return error
+
+    def _work(self, stored: StoredEvent) -> _Work:
+        """A claimed event as a round's work item."""
+        return _Work(
+            stored.id,
+            self._event(stored),
+            stored.handler_state,
+            stored.attempts,
+            stored.received_at,
+        )
 
     def _event(self, stored: StoredEvent) -> Event:
         raw = orjson.loads(stored.body)
