@@ -4,7 +4,14 @@ The public surface is what this module exports; everything else may change betwe
 """
 
 from callbacks.app import create_app
-from callbacks.config import Config, ConfigError, RouteConfig, load_config, parse_config
+from callbacks.config import Config, RouteConfig, load_config, parse_config
+from callbacks.errors import (
+    CallbacksError,
+    ConfigError,
+    HandlerLoadError,
+    KeyFileError,
+    StoreUnavailable,
+)
 from callbacks.events import (
     Event,
     MetaStudioJobResult,
@@ -18,10 +25,13 @@ from callbacks.events import (
 from callbacks.handlers import Handlers
 
 __all__ = [
+    "CallbacksError",
     "Config",
     "ConfigError",
     "Event",
+    "HandlerLoadError",
     "Handlers",
+    "KeyFileError",
     "MetaStudioJobResult",
     "MetaStudioLiveEvent",
     "MetaStudioTtsResult",
@@ -30,6 +40,7 @@ __all__ = [
     "RtmpStreamStateChange",
     "SenseTimeCallback",
     "ShootScriptSwitch",
+    "StoreUnavailable",
     "create_app",
     "load_config",
     "parse_config",

@@ -22,11 +22,12 @@ from starlette.types import Receive, Scope, Send
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
 from callbacks.dispatcher import Dispatcher
+from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
 from callbacks.receiver import Receiver, json_response
-from callbacks.store import Store, StoreUnavailable, open_store
+from callbacks.store import Store, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
 

@@ -21,7 +21,7 @@ from callbacks.cli_support import (
 )
 from callbacks.config import Config
 from callbacks.devsetup import ensure_dev_setup
-from callbacks.keyfile import KeyFileError
+from callbacks.errors import KeyFileError
 from callbacks.store import Store
 
 
@@ -81,7 +81,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.handlers import HandlerLoadError, load_handlers
+    from callbacks.errors import HandlerLoadError
+    from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
 
     try:

@@ -42,8 +42,9 @@ from callbacks.cli_support import (
     store_for,
 )
 from callbacks.config import PROVIDERS, Config, RouteConfig
-from callbacks.keyfile import KeyEntry, KeyFile, KeyFileError, write_key_file
-from callbacks.store import KeyUsage, StoreUnavailable
+from callbacks.errors import KeyFileError, StoreUnavailable
+from callbacks.keyfile import KeyEntry, KeyFile, write_key_file
+from callbacks.store import KeyUsage
 from verify import InvalidKey, key_id
 from verify.metastudio import generate_key, validate_key
 from verify.sensetime import generate_auth_key, validate_auth_key

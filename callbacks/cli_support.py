@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from callbacks.config import CONFIG_ENV, Config, ConfigError, RouteConfig, load_config
+from callbacks.config import CONFIG_ENV, Config, RouteConfig, load_config
 from callbacks.devsetup import DEV_CONFIG
-from callbacks.keyfile import KeyEntry, KeyFile, KeyFileError, read_key_file
-from callbacks.store import Store, StoreUnavailable, open_store
+from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
+from callbacks.keyfile import KeyEntry, KeyFile, read_key_file
+from callbacks.store import Store, open_store
 
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callbacks.errors import ConfigError
 from verify.metastudio import canonical_uri
 
 Provider = Literal["sensetime", "metastudio"]
@@ -35,17 +36,6 @@ DEFAULT_BODY_LIMIT = 1024 * 1024
 CONFIG_ENV = "CALLBACKS_CONFIG"
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used. The message names the file and the setting."""
-
-    def __init__(self, source: str, setting: str, problem: str) -> None:
-        self.source = source
-        self.setting = setting
-        self.problem = problem
-        where = f"{source}: {setting}" if setting else source
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,10 @@ import structlog
 
 from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
+from callbacks.errors import StoreUnavailable
 from callbacks.events import Envelope, Event, build_event
 from callbacks.handlers import Handlers, Registration
-from callbacks.store import (
-    EventStatus,
-    InboundCallback,
-    Outcome,
-    Store,
-    StoredEvent,
-    StoreUnavailable,
-)
+from callbacks.store import EventStatus, InboundCallback, Outcome, Store, StoredEvent
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _ERROR_TEXT_LIMIT = 300

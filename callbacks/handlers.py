@@ -27,16 +27,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, TypeVar, overload
 
+from callbacks.errors import HandlerLoadError
 from callbacks.events import Event
 
 E = TypeVar("E", bound=Event)
 HandlerFunc = Callable[[Any], Awaitable[None] | None]
 F = TypeVar("F", bound=HandlerFunc)
 ENTRY_POINT_GROUP = "avatar_callbacks.handlers"
-
-
-class HandlerLoadError(Exception):
-    """A configured handler module or entry point cannot be loaded."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import tomli_w
 
+from callbacks.errors import KeyFileError
 from verify import Key, KeyRing, key_id
 
 KeyState = Literal["primary", "next", "previous"]
@@ -30,10 +31,6 @@ HEADER = (
     "# avatar-callbacks key file: secrets. Keep it private (chmod 600).\n"
     "# Edit it with `callbacks keys ...`; the receiver reloads it on change.\n\n"
 )
-
-
-class KeyFileError(Exception):
-    """The key file is missing, unreadable, unsafe or malformed. Never carries a secret."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from callbacks.keyfile import KeyFile, KeyFileError, read_key_file
+from callbacks.errors import KeyFileError
+from callbacks.keyfile import KeyFile, read_key_file
 from verify import KeyRing
 
 log = structlog.get_logger("avatar_callbacks.keys")

@@ -30,10 +30,11 @@ from starlette.responses import Response
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
 from callbacks.dispatcher import Dispatcher, Handover
+from callbacks.errors import Rejected, StoreUnavailable
 from callbacks.events import dedupe_key, event_class
 from callbacks.live_keys import LiveKeys
 from callbacks.logs import RejectionSampler
-from callbacks.store import Accepted, InboundCallback, Store, StoreUnavailable, new_delivery_id
+from callbacks.store import Accepted, InboundCallback, Store, new_delivery_id
 from verify import (
     BadToken,
     Carrier,
@@ -51,15 +52,6 @@ from verify import (
 log = structlog.get_logger("avatar_callbacks.request")
 
 _MALFORMED = (MalformedPayload, MalformedSignature, MalformedTimestamp)
-
-
-class Rejected(Exception):
-    """A request we answer with a 4xx/5xx and a reason code."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(reason)
 
 
 class TokenJobMismatch(BadToken):

@@ -18,17 +18,11 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import orjson
 
+from callbacks.errors import StoreUnavailable
+
 EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
 EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
 SCHEMA_VERSION = 1
-
-
-class StoreUnavailable(Exception):
-    """The store cannot take or give events right now; the receiver answers 503."""
-
-
-class SchemaOutOfDate(StoreUnavailable):
-    """The database has no schema, or an older one: run ``callbacks db upgrade``."""
 
 
 def new_delivery_id(now: float | None = None) -> str:

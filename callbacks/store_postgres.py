@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from callbacks.errors import SchemaOutOfDate, StoreUnavailable
 from callbacks.store import (
     SCHEMA_VERSION,
     Accepted,
@@ -40,9 +41,7 @@ from callbacks.store import (
     InboundCallback,
     KeyUsage,
     Outcome,
-    SchemaOutOfDate,
     StoredEvent,
-    StoreUnavailable,
     event_from_row,
     reset_handler_state,
 )

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from callbacks.errors import SchemaOutOfDate, StoreUnavailable
 from callbacks.store import (
     SCHEMA_VERSION,
     Accepted,
@@ -35,9 +36,7 @@ from callbacks.store import (
     InboundCallback,
     KeyUsage,
     Outcome,
-    SchemaOutOfDate,
     StoredEvent,
-    StoreUnavailable,
     event_from_row,
     reset_handler_state,
 )

@@ -435,7 +435,7 @@ def test_expired_lease_lets_another_dispatcher_deliver(tmp_path: Path) -> None:
 
 
 def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> None:
-    from callbacks.store import StoreUnavailable
+    from callbacks.errors import StoreUnavailable
 
     async def main() -> None:
         first, second = SQLiteStore(tmp_path / "db"), SQLiteStore(tmp_path / "db")

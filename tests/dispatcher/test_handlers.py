@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from callbacks import handlers as handlers_module
+from callbacks.errors import HandlerLoadError
 from callbacks.events import (
     Event,
     MetaStudioJobResult,
@@ -20,7 +21,7 @@ from callbacks.events import (
     RtmpStreamStateChange,
     SenseTimeCallback,
 )
-from callbacks.handlers import HandlerLoadError, Handlers, handler_name, load_handlers
+from callbacks.handlers import Handlers, handler_name, load_handlers
 
 COMMON: dict[str, Any] = {
     "delivery_id": "d1",

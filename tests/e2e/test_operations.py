@@ -12,9 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from callbacks import Handlers, create_app, parse_config
+from callbacks.errors import StoreUnavailable
 from callbacks.handlers import handler_name
 from callbacks.keyfile import KeyFile
-from callbacks.store import StoreUnavailable
 from tests.support import Route, sample_body, signed_request, wait_for
 from verify import key_id
 

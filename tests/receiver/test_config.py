@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from callbacks.config import (
     Config,
-    ConfigError,
     DispatchConfig,
     KeysConfig,
     RouteConfig,
@@ -25,6 +24,7 @@ from callbacks.config import (
     load_config,
     parse_config,
 )
+from callbacks.errors import ConfigError
 
 FULL: dict[str, Any] = {
     "server": {

@@ -15,11 +15,11 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callbacks.errors import KeyFileError
 from callbacks.keyfile import (
     HEADER,
     KeyEntry,
     KeyFile,
-    KeyFileError,
     dump_key_file,
     parse_key_file,
     read_key_file,

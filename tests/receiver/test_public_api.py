@@ -9,10 +9,13 @@ import pytest
 import callbacks
 
 PUBLIC = {
+    "CallbacksError",
     "Config",
     "ConfigError",
     "Event",
+    "HandlerLoadError",
     "Handlers",
+    "KeyFileError",
     "MetaStudioJobResult",
     "MetaStudioLiveEvent",
     "MetaStudioTtsResult",
@@ -21,6 +24,7 @@ PUBLIC = {
     "RtmpStreamStateChange",
     "SenseTimeCallback",
     "ShootScriptSwitch",
+    "StoreUnavailable",
     "create_app",
     "load_config",
     "parse_config",
@@ -52,4 +56,5 @@ def test_public_event_classes_are_events() -> None:
         obj = getattr(callbacks, name)
         if name.startswith(("MetaStudio", "SenseTime", "Rtmp", "Reply", "Shoot")):
             assert issubclass(obj, callbacks.Event)
-    assert issubclass(callbacks.ConfigError, Exception)
+    for error in ("ConfigError", "KeyFileError", "HandlerLoadError", "StoreUnavailable"):
+        assert issubclass(getattr(callbacks, error), callbacks.CallbacksError)

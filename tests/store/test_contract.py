@@ -17,15 +17,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from callbacks.errors import SchemaOutOfDate, StoreUnavailable
 from callbacks.store import (
     SCHEMA_VERSION,
     EventFilter,
     InboundCallback,
     KeyUsage,
     Outcome,
-    SchemaOutOfDate,
     Store,
-    StoreUnavailable,
     new_delivery_id,
 )
 

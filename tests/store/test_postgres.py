@@ -18,13 +18,13 @@ pytest.importorskip("psycopg")
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from callbacks.errors import StoreUnavailable
 from callbacks.store import (
     SCHEMA_VERSION,
     Accepted,
     InboundCallback,
     Outcome,
     StoredEvent,
-    StoreUnavailable,
     new_delivery_id,
 )
 from callbacks.store_postgres import EVENTS, PostgresStore
