@@ -36,7 +36,6 @@ from callbacks.cli_support import (
 )
 from callbacks.config import Config, RouteConfig
 from callbacks.keyfile import KeyEntry
-from callbacks.receiver import carrier_for
 from verify import Carrier
 from verify.metastudio import sign_headers, sign_url
 from verify.sensetime import sign as sensetime_sign
@@ -137,7 +136,7 @@ def sign_request(
             clock=lambda: now,
         )
         return SignedRequest(data, _tamper_param(urlsplit(url).query, TOKEN_PARAM, tamper))
-    carrier = carrier_for(route)
+    carrier = route.carrier
     if carrier is Carrier.HEADERS:
         headers = sign_headers(route.public_url, key.secret, now)
         if tamper:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks.errors import ConfigError
+from verify import Carrier
 from verify.metastudio import canonical_uri
 
 Provider = Literal["sensetime", "metastudio"]
@@ -92,6 +93,13 @@ class RouteConfig:
         if self.provider == "sensetime":
             return "sensetime"
         return f"metastudio {self.kind} ({self.auth})"
+
+    @property
+    def carrier(self) -> Carrier:
+        """Where a MetaStudio route's signature travels: the query (jobs, live) or headers."""
+        if self.auth == "MSS_A_HEAD":
+            return Carrier.HEADERS
+        return Carrier.LIVE_QUERY if self.kind == "live" else Carrier.JOB_QUERY
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,6 @@ def json_response(status: int, content: Mapping[str, Any]) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
-def carrier_for(route: RouteConfig) -> Carrier:
-    if route.auth == "MSS_A_HEAD":
-        return Carrier.HEADERS
-    return Carrier.LIVE_QUERY if route.kind == "live" else Carrier.JOB_QUERY
-
-
 class Receiver:
     """Holds what every request needs; ``handle`` is the request path for every callback route."""
 
@@ -205,7 +199,7 @@ class Receiver:
                 route.public_url,
                 query,
                 ring,
-                carrier=carrier_for(route),
+                carrier=route.carrier,
                 headers=request.headers,
                 clock=self.clock,
                 max_age=route.max_age,
@@ -247,7 +241,7 @@ def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> bool:
-    carrier = carrier_for(route)
+    carrier = route.carrier
     if carrier is Carrier.HEADERS:
         return carrier.secret_name in request.headers or carrier.time_name in request.headers
     names = (carrier.secret_name.encode() + b"=", carrier.time_name.encode() + b"=")
