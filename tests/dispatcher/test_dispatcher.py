@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -17,18 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callbacks.config import DispatchConfig, RouteConfig
-from callbacks.dispatcher import Dispatcher, Handover, backoff_delay
+from callbacks.dedupe import dedupe_key
+from callbacks.dispatcher import Dispatcher, backoff_delay
 from callbacks.events import (
     Event,
     MetaStudioJobResult,
     MetaStudioLiveEvent,
     RtmpStreamStateChange,
     SenseTimeCallback,
-    dedupe_key,
 )
 from callbacks.handlers import Handlers
+from callbacks.intake import Intake
 from callbacks.store import InboundCallback, Outcome, StoredEvent, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 
 VIDEO = RouteConfig(
     name="ms-video",
@@ -410,7 +410,8 @@ def test_event_claimed_by_a_crashed_dispatcher_is_delivered_after_recover(tmp_pa
             assert (row.status, row.attempts) == ("delivered", 1)
             # A late outcome from the crashed owner is not written.
             late = Outcome("pending", 1, clock(), {}, "late")
-            assert not await new.finish(accepted.delivery_id, owner=crashed.owner, outcome=late)
+            late_round = [(accepted.delivery_id, late)]
+            assert not await new.finish_many(late_round, owner=crashed.owner)
             assert (await stored(new, accepted.delivery_id)).status == "delivered"
         finally:
             await new.close()
@@ -479,16 +480,13 @@ def test_background_loop_delivers_and_stops(tmp_path: Path) -> None:
 async def accept_handed(
     store: SQLiteStore, dispatcher: Dispatcher, route: RouteConfig, body: dict[str, Any], now: float
 ) -> InboundCallback | None:
-    """What the receiver does: store leased to the dispatcher, then hand over (None: not leased)."""
-    lease = dispatcher.lease()
-    if lease is None:
+    """Accept through the intake, as the receiver does; the callback if it was stored leased to
+    the dispatcher and handed over, None if the hand-over queue was full."""
+    if dispatcher.lease() is None:
         return None
-    inbound = dataclasses.replace(
-        callback(route, body, now), claimed_by=lease.owner, claimed_until=lease.until
-    )
-    accepted = await store.accept(inbound)
+    inbound = callback(route, body, now)
+    accepted = await Intake(store, dispatcher).accept(inbound, route, dict(body))
     assert not accepted.duplicate
-    dispatcher.hand_over(Handover(inbound, route, dict(body)))
     return inbound
 
 
