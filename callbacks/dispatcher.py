@@ -131,11 +131,6 @@ class Dispatcher:
             self._handed.append(Handover(callback, route, raw, lease.until))
         self._wake.set()
 
-    def wake(self) -> None:
-        """Something was stored for the claim rounds: look now instead of at the next poll."""
-        self._claim_wanted = True
-        self._wake.set()
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="avatar-callbacks-dispatcher")
 
