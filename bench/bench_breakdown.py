@@ -50,8 +50,8 @@ from bench_receiver import (  # noqa: E402
 )
 
 from callbacks.keyfile import KeyFile, write_key_file  # noqa: E402
-from callbacks.store import Accepted, InboundCallback  # noqa: E402
-from callbacks.store_sqlite import SQLiteStore  # noqa: E402
+from callbacks.store import Accepted, InboundCallback, Lease  # noqa: E402
+from callbacks.store.sqlite import SQLiteStore  # noqa: E402
 from verify.sensetime import generate_auth_key, sign  # noqa: E402
 
 CONCURRENCY = 64
@@ -70,7 +70,7 @@ ASGIApp = Callable[..., Awaitable[None]]
 class StubbedStore(SQLiteStore):
     """A SQLite store whose ``accept`` keeps nothing: the receiver's cost without the write."""
 
-    async def accept(self, callback: InboundCallback) -> Accepted:
+    async def accept(self, callback: InboundCallback, lease: Lease | None = None) -> Accepted:
         return Accepted(callback.delivery_id)
 
 

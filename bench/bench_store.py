@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from callbacks.store import InboundCallback, Store, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # A realistic callback: a small JSON document of about 1 kB.
@@ -131,7 +131,7 @@ def report(results: list[Result], out: Callable[[str], None] = print) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
-    from callbacks.store_postgres import PostgresStore
+    from callbacks.store.postgres import PostgresStore
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

@@ -1,6 +1,8 @@
 """avatar-callbacks receiver: verify, store durably, acknowledge, deliver typed events.
 
 The public surface is what this module exports; everything else may change between releases.
+``create_app`` takes a :class:`ServingStore` (the records it deals in are exported with it, for
+a store of your own) and a :class:`KeyFile`.
 """
 
 from callbacks.app import create_app
@@ -23,24 +25,40 @@ from callbacks.events import (
     ShootScriptSwitch,
 )
 from callbacks.handlers import Handlers
+from callbacks.keyfile import KeyFile
+from callbacks.store import (
+    Accepted,
+    InboundCallback,
+    Lease,
+    Outcome,
+    ServingStore,
+    StoredEvent,
+)
 
 __all__ = [
+    "Accepted",
     "CallbacksError",
     "Config",
     "ConfigError",
     "Event",
     "HandlerLoadError",
     "Handlers",
+    "InboundCallback",
+    "KeyFile",
     "KeyFileError",
+    "Lease",
     "MetaStudioJobResult",
     "MetaStudioLiveEvent",
     "MetaStudioTtsResult",
+    "Outcome",
     "ReplyCommandFinish",
     "RouteConfig",
     "RtmpStreamStateChange",
     "SenseTimeCallback",
+    "ServingStore",
     "ShootScriptSwitch",
     "StoreUnavailable",
+    "StoredEvent",
     "create_app",
     "load_config",
     "parse_config",

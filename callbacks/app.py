@@ -1,8 +1,9 @@
 """The ASGI application: the route table, start-up and shut-down, health and metrics.
 
 Every callback route goes to :meth:`callbacks.receiver.Receiver.handle`; read that to follow a
-request. ``create_app`` returns a plain Starlette app, so it can run on its own (``callbacks
-serve``) or be mounted inside another Starlette/FastAPI application (see the README).
+request (docs/design.md draws the whole path). ``create_app`` returns a plain Starlette app, so
+it can run on its own (``callbacks serve``) or be mounted inside another Starlette/FastAPI
+application (see the README).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from callbacks.config import Config, RouteConfig
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
+from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
 from callbacks.receiver import Receiver, json_response
-from callbacks.store import Store, open_store
+from callbacks.store import ServingStore, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
 
@@ -43,7 +45,7 @@ def create_app(
     config: Config,
     *,
     handlers: Handlers | None = None,
-    store: Store | None = None,
+    store: ServingStore | None = None,
     keys: KeyFile | None = None,
     clock: Callable[[], float] = time.time,
     dispatch: bool | None = None,
@@ -51,12 +53,14 @@ def create_app(
     """Build the receiver for ``config``.
 
     ``handlers`` defaults to the registries named in the config; ``store`` to the one at
-    ``store.url``; ``keys`` to the key file named in the config (read at start, then watched).
+    ``store.url`` (any :class:`~callbacks.ServingStore` will do); ``keys`` to the key file named in
+    the config (read at start, then watched).
     ``dispatch=False`` stores callbacks without delivering them (e.g. when handlers run elsewhere).
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
-    store = store if store is not None else open_store(config.store.url, base_dir=config.base_dir)
+    if store is None:
+        store = open_store(config.store.url, base_dir=config.base_dir)
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
@@ -65,7 +69,7 @@ def create_app(
         if run_dispatcher
         else None
     )
-    receiver = Receiver(config, store, live_keys, dispatcher, clock=clock)
+    receiver = Receiver(config, Intake(store, dispatcher), live_keys, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ from callbacks.cli_support import (
     run_with_store,
 )
 from callbacks.config import Config
-from callbacks.events import masked
+from callbacks.masking import masked
 from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
 
 

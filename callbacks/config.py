@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks.errors import ConfigError
+from callbacks.store.url import check_store_url, is_sqlite_url
 from verify import Carrier
 from verify.metastudio import canonical_uri
 
@@ -55,7 +56,7 @@ class StoreConfig:
     @property
     def is_sqlite(self) -> bool:
         """The embedded store: one server process, schema created at start."""
-        return self.url.startswith("sqlite://")
+        return is_sqlite_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -362,13 +363,10 @@ def _check_unique(reader: _Reader, routes: tuple[RouteConfig, ...]) -> None:
 
 
 def _check_store_url(config: Config) -> None:
-    url = config.store.url
-    if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
-        raise ConfigError(
-            config.source,
-            "store.url",
-            "must start with sqlite:// or postgresql:// (e.g. sqlite:///data/callbacks.db)",
-        )
+    try:
+        check_store_url(config.store.url)
+    except ValueError as exc:
+        raise ConfigError(config.source, "store.url", str(exc)) from None
     if config.store.is_sqlite and config.server.workers > 1:
         raise ConfigError(
             config.source,

@@ -12,11 +12,11 @@ every handler that has not yet succeeded, and writes the outcome back:
 Because state is written after the handlers ran, a process killed mid-handler redelivers that event
 after restart: handlers get the stable ``delivery_id`` to make their side effects idempotent.
 
-Events come two ways. A callback this process just accepted is *handed over*: the receiver stores
+Events come two ways. A callback this process just accepted is *handed over*: the intake stores
 it already leased to this dispatcher (see :meth:`Dispatcher.lease`) and passes the parsed body
-along, so it is delivered without reading it back from the store. Everything else (retries, events
-whose process died, events accepted while the hand-over queue was full) is *claimed* from the store
-in rounds, when woken and at least every ``poll_interval``.
+along (:meth:`Dispatcher.take`), so it is delivered without reading it back from the store.
+Everything else (retries, events whose process died, events accepted while the hand-over queue
+was full) is *claimed* from the store in rounds, when woken and at least every ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -32,15 +32,21 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import orjson
 import structlog
 
 from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
 from callbacks.errors import StoreUnavailable
-from callbacks.events import Envelope, Event, build_event
+from callbacks.events import Envelope, Event, build_event, event_from_stored
 from callbacks.handlers import Handlers, Registration
-from callbacks.store import EventStatus, InboundCallback, Outcome, Store, StoredEvent
+from callbacks.store.base import (
+    EventStatus,
+    InboundCallback,
+    Lease,
+    Outcome,
+    StoredEvent,
+    WorkQueue,
+)
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _ERROR_TEXT_LIMIT = 300
@@ -48,17 +54,14 @@ _CLAIM_PER_SLOT = 16  # events claimed per round for each concurrent handler slo
 _HANDOVER_ROUNDS = 4  # hand-over queue limit, in rounds: past it, events wait in the store
 
 
-class Lease(NamedTuple):
-    owner: str
-    until: float
-
-
 class Handover(NamedTuple):
-    """A callback just accepted, stored leased to this dispatcher, with its parsed body."""
+    """A callback just accepted, stored leased to this dispatcher until ``until``, with its
+    parsed body."""
 
     callback: InboundCallback
     route: RouteConfig
     raw: dict[str, Any]
+    until: float
 
 
 class _Work(NamedTuple):
@@ -83,7 +86,7 @@ def backoff_delay(attempt: int, config: DispatchConfig, rng: Callable[[], float]
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: WorkQueue,
         handlers: Handlers,
         routes: Mapping[str, RouteConfig],
         config: DispatchConfig,
@@ -112,14 +115,20 @@ class Dispatcher:
             return None
         return Lease(self.owner, self.clock() + self.config.lease_seconds)
 
-    def hand_over(self, handover: Handover) -> None:
-        """Deliver a callback stored with :meth:`lease`'s lease, without reading it back."""
-        self._handed.append(handover)
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Something was stored for the claim rounds: look now instead of at the next poll."""
-        self._claim_wanted = True
+    def take(
+        self,
+        callback: InboundCallback,
+        route: RouteConfig,
+        raw: dict[str, Any],
+        lease: Lease | None,
+    ) -> None:
+        """A callback just stored: deliver it without reading it back if it was stored under
+        :meth:`lease`'s ``lease``; without one, a claim round finds it (now, not at the next poll).
+        """
+        if lease is None:
+            self._claim_wanted = True
+        else:
+            self._handed.append(Handover(callback, route, raw, lease.until))
         self._wake.set()
 
     def start(self) -> None:
@@ -183,8 +192,8 @@ class Dispatcher:
         now = self.clock()
         work: list[_Work] = []
         while self._handed and len(work) < self._round_size:
-            callback, route, raw = self._handed.popleft()
-            if callback.claimed_until is None or callback.claimed_until <= now:
+            callback, route, raw, until = self._handed.popleft()
+            if until <= now:
                 self._claim_wanted = True  # its lease lapsed: a claim round takes it, once
                 continue
             envelope = Envelope(callback.delivery_id, route, callback.key_id, callback.received_at)
@@ -236,11 +245,6 @@ class Dispatcher:
             for r in self.handlers.for_event(item.event)
             if item.handler_state.get(r.name, {}).get("status") not in ("ok", "dead")
         ]
-
-    async def deliver(self, stored: StoredEvent) -> Outcome:
-        """Run the handlers that have not yet succeeded for one event; returns its new state."""
-        item = self._work(stored)
-        return await self._deliver(item, self._handlers_due(item))
 
     async def _deliver(self, item: _Work, due: list[Registration]) -> Outcome:
         """Run the handlers ``due`` for one event; returns its new state."""
@@ -309,26 +313,11 @@ class Dispatcher:
         """A claimed event as a round's work item."""
         return _Work(
             stored.id,
-            self._event(stored),
+            event_from_stored(stored, self.routes.get(stored.route)),
             stored.handler_state,
             stored.attempts,
             stored.received_at,
         )
-
-    def _event(self, stored: StoredEvent) -> Event:
-        raw = orjson.loads(stored.body)
-        route = self.routes.get(stored.route)
-        if route is None:  # the route was removed from the config since: catch-alls still run
-            return Event(
-                delivery_id=stored.id,
-                route=stored.route,
-                provider=stored.provider,
-                key_id=stored.key_id,
-                received_at=stored.received_at,
-                raw=raw,
-            )
-        envelope = Envelope(stored.id, route, stored.key_id, stored.received_at)
-        return build_event(envelope, raw)
 
 
 def _is_async(func: object) -> bool:

@@ -7,7 +7,6 @@ An event is rebuilt from its stored row, so the same parsing runs on receipt and
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +14,7 @@ from typing import Any
 import orjson
 
 from callbacks.config import RouteConfig
-
-# Fields that carry authentication, not content: left out of dedupe digests and masked on display.
-SENSETIME_AUTH_FIELDS = frozenset({"timestamp", "signature"})
+from callbacks.store.base import StoredEvent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +158,25 @@ def build_event(envelope: Envelope, raw: Mapping[str, Any]) -> Event:
     )
 
 
+def event_from_stored(stored: StoredEvent, route: RouteConfig | None) -> Event:
+    """The event for a stored row, parsed as on receipt.
+
+    ``route`` is None when the row's route was removed from the config since: the event is then a
+    plain :class:`Event`, so catch-all handlers still run.
+    """
+    raw = orjson.loads(stored.body)
+    if route is None:
+        return Event(
+            delivery_id=stored.id,
+            route=stored.route,
+            provider=stored.provider,
+            key_id=stored.key_id,
+            received_at=stored.received_at,
+            raw=raw,
+        )
+    return build_event(Envelope(stored.id, route, stored.key_id, stored.received_at), raw)
+
+
 def _typed_fields(cls: type[Event], route: RouteConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The fields ``cls`` adds to :class:`Event`, read leniently from the body."""
     if cls is SenseTimeCallback:
@@ -224,50 +240,6 @@ def decode_live_message(value: object) -> Mapping[str, Any]:
         if isinstance(decoded, dict):
             return decoded
     return {}
-
-
-def dedupe_key(route: RouteConfig, raw: Mapping[str, Any]) -> str:
-    """What makes two deliveries "the same notification", from signed or content material only.
-
-    MetaStudio job results: route + job id + result (the platform retries with a new timestamp and
-    secret). Everything else: route + a digest of the body without its authentication fields.
-    """
-    if route.provider == "metastudio" and route.kind not in ("live", "tts"):
-        job, result = raw.get("job_id"), raw.get("result")
-        if _key_part(job) and _key_part(result):
-            return f"{route.name}:job:{job}:{result}"
-    if route.provider == "metastudio" and route.kind == "tts":
-        job, status = raw.get("job_id"), raw.get("status")
-        if _key_part(job) and _key_part(status):
-            return f"{route.name}:tts:{job}:{status}"
-    return f"{route.name}:body:{body_digest(route, raw)}"
-
-
-def _key_part(value: object) -> bool:
-    """Only short printable text goes into a key as is (a NUL, say, is unstorable in PostgreSQL)."""
-    return isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()
-
-
-def body_digest(route: RouteConfig, raw: Mapping[str, Any]) -> str:
-    content = raw
-    if route.provider == "sensetime":
-        content = {k: v for k, v in raw.items() if k not in SENSETIME_AUTH_FIELDS}
-    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:32]
-
-
-def masked(provider: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The body for display: authentication fields and stream keys replaced by a mask."""
-    out = dict(raw)
-    if provider == "sensetime" and "signature" in out:
-        out["signature"] = "***"
-    message = out.get("message")
-    if isinstance(message, str) and "stream_key" in message:
-        decoded = dict(decode_live_message(message))
-        if "stream_key" in decoded:
-            decoded["stream_key"] = "***"
-            out["message"] = orjson.dumps(decoded).decode()
-    return out
 
 
 def _text(value: object) -> str | None:

@@ -1,4 +1,4 @@
-"""The one place a callback request goes: authenticate, parse, store durably, answer.
+"""The one place a callback request goes: authenticate, read, parse, intake, answer.
 
 Order matters and is the same for every route:
 
@@ -7,8 +7,8 @@ Order matters and is the same for every route:
 2. The body is read up to the size limit (413 beyond it, never buffered past it) and parsed as
    JSON whatever the Content-Type says. SenseTime's signature lives in the body, so it is
    verified here.
-3. The callback is committed to the store; only then does the platform get its 200.
-   A store failure answers 503 so the platform retries.
+3. The intake (:mod:`callbacks.intake`) commits the callback to the store; only then does the
+   platform get its 200. A store failure answers 503 so the platform retries.
 
 Every answer is a short JSON body with a stable ``reason``; no key or signature is ever in it.
 Every accepted callback gets one log line; rejections too, up to a burst per route and reason
@@ -29,12 +29,10 @@ from starlette.responses import Response
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
-from callbacks.dispatcher import Dispatcher, Handover
 from callbacks.errors import Rejected, StoreUnavailable
-from callbacks.events import dedupe_key, event_class
+from callbacks.intake import Intake, inbound_callback
 from callbacks.live_keys import LiveKeys
 from callbacks.logs import RejectionSampler
-from callbacks.store import Accepted, InboundCallback, Store, new_delivery_id
 from verify import (
     BadToken,
     Carrier,
@@ -75,16 +73,14 @@ class Receiver:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        intake: Intake,
         keys: LiveKeys,
-        dispatcher: Dispatcher | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = store
+        self.intake = intake
         self.keys = keys
-        self.dispatcher = dispatcher
         self.clock = clock
         self.body_limit = config.server.body_limit
         self._metrics = {r.name: metrics.RouteMetrics(r.name) for r in config.routes}
@@ -142,43 +138,18 @@ class Receiver:
         if auth.key_id is not None:
             self._metrics[route.name].verified(auth.key_id)
 
-        delivery_id = new_delivery_id(received_at)
-        event_type = event_class(route, raw).__name__
-        fields["delivery_id"] = delivery_id
-        fields["event_type"] = event_type
-        lease = self.dispatcher.lease() if self.dispatcher is not None else None
-        callback = InboundCallback(
-            delivery_id=delivery_id,
-            route=route.name,
-            provider=route.provider,
-            event_type=event_type,
-            dedupe_key=dedupe_key(route, raw),
-            key_id=auth.key_id,
-            received_at=received_at,
-            body=body,
-            claimed_by=None if lease is None else lease.owner,
-            claimed_until=None if lease is None else lease.until,
-        )
-        accepted = await self._store(callback)
+        callback = inbound_callback(route, raw, body, key_id=auth.key_id, received_at=received_at)
+        delivery_id = fields["delivery_id"] = callback.delivery_id
+        fields["event_type"] = callback.event_type
+        try:
+            accepted = await self.intake.accept(callback, route, raw)
+        except StoreUnavailable as exc:
+            log.error("store_unavailable", error=str(exc), route=route.name)
+            raise Rejected(503, "store_unavailable") from None
         if accepted.duplicate:
             fields["duplicate_of"] = accepted.duplicate_of
             return 200, "duplicate", {"ok": True, "delivery_id": delivery_id, "duplicate": True}
-        if self.dispatcher is not None:
-            if lease is None:
-                self.dispatcher.wake()
-            else:
-                self.dispatcher.hand_over(Handover(callback, route, raw))
         return 200, "accepted", {"ok": True, "delivery_id": delivery_id, "duplicate": False}
-
-    async def _store(self, callback: InboundCallback) -> Accepted:
-        started = time.perf_counter()
-        try:
-            accepted = await self.store.accept(callback)
-        except StoreUnavailable as exc:
-            log.error("store_unavailable", error=str(exc), route=callback.route)
-            raise Rejected(503, "store_unavailable") from None
-        metrics.STORE_WRITE_LATENCY.observe(time.perf_counter() - started)
-        return accepted
 
     def _authenticate_request(
         self, request: Request, route: RouteConfig, ring: KeyRing
@@ -187,26 +158,23 @@ class Receiver:
         if route.provider != "metastudio":
             return None
         query = request.scope.get("query_string", b"")
-        try:
-            if route.auth == "NONE":
-                if route.allow_unsigned and b"token=" not in query:
-                    return Authenticated(key_id=None)
-                token = verify_callback_url_token(query, route.name, ring, clock=self.clock)
-                return Authenticated(key_id=token.key_id, token_job=token.job)
-            if route.allow_unsigned and not _has_metastudio_auth(query, request, route):
+        if route.auth == "NONE":
+            if route.allow_unsigned and b"token=" not in query:
                 return Authenticated(key_id=None)
-            result = verify_metastudio_callback(
-                route.public_url,
-                query,
-                ring,
-                carrier=route.carrier,
-                headers=request.headers,
-                clock=self.clock,
-                max_age=route.max_age,
-                max_future_skew=route.max_future_skew,
-            )
-        except VerificationError as exc:
-            raise _rejection(exc) from None
+            token = verify_callback_url_token(query, route.name, ring, clock=self.clock)
+            return Authenticated(key_id=token.key_id, token_job=token.job)
+        if route.allow_unsigned and not _has_metastudio_auth(query, request, route):
+            return Authenticated(key_id=None)
+        result = verify_metastudio_callback(
+            route.public_url,
+            query,
+            ring,
+            carrier=route.carrier,
+            headers=request.headers,
+            clock=self.clock,
+            max_age=route.max_age,
+            max_future_skew=route.max_future_skew,
+        )
         return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
 
     def _authenticate_sensetime(
@@ -214,24 +182,27 @@ class Receiver:
     ) -> Authenticated:
         if route.allow_unsigned and "signature" not in raw and "timestamp" not in raw:
             return Authenticated(key_id=None)
-        try:
-            result = verify_sensetime_callback(
-                route.public_url,
-                raw,
-                ring,
-                clock=self.clock,
-                max_age=route.max_age,
-                max_future_skew=route.max_future_skew,
-            )
-        except VerificationError as exc:
-            raise _rejection(exc) from None
+        result = verify_sensetime_callback(
+            route.public_url,
+            raw,
+            ring,
+            clock=self.clock,
+            max_age=route.max_age,
+            max_future_skew=route.max_future_skew,
+        )
         return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
 
 
 def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
-    """The status and reason for a request that did not end in a 200."""
+    """The status and reason for a request that did not end in a 200.
+
+    A failed verification is answered here, the one place for every verifier: the reason is the
+    error's own, the status says whose fault it was.
+    """
     if isinstance(exc, Rejected):
         return exc.status, exc.reason
+    if isinstance(exc, VerificationError):
+        return _verification_status(exc), exc.reason
     if isinstance(exc, ClientDisconnect):
         return 400, "client_disconnected"
     # A bug of ours: answer 500 so the platform retries, and log the traceback (which names
@@ -252,15 +223,15 @@ def _check_token_job(token_job: str, raw: Mapping[str, Any]) -> None:
     """A token minted for one job must not authenticate another job's result."""
     job = raw.get("job_id")
     if job is not None and str(job) != token_job:
-        raise _rejection(TokenJobMismatch("the token was minted for another job"))
+        raise TokenJobMismatch("the token was minted for another job")
 
 
-def _rejection(exc: VerificationError) -> Rejected:
+def _verification_status(exc: VerificationError) -> int:
     if isinstance(exc, NoKeys):  # our configuration, not the sender: let the platform retry
-        return Rejected(503, exc.reason)
+        return 503
     if isinstance(exc, _MALFORMED):
-        return Rejected(400, exc.reason)
-    return Rejected(401, exc.reason)
+        return 400
+    return 401
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from callbacks.cli import main
 from callbacks.store import EventStatus, InboundCallback, Outcome, StoredEvent, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 
 CONFIG = """\
 [store]
@@ -123,17 +123,10 @@ async def _finish(
     outcome: tuple[str, Mapping[str, object], str | None] | None,
 ) -> None:
     status, state, error = outcome or ("pending", {}, None)
-    await store.finish(
-        event.id,
-        owner="t",
-        outcome=Outcome(
-            cast(EventStatus, status),
-            8 if status == "dead" else 1,
-            event.next_attempt_at,
-            state,
-            error,
-        ),
+    settled = Outcome(
+        cast(EventStatus, status), 8 if status == "dead" else 1, event.next_attempt_at, state, error
     )
+    await store.finish_many([(event.id, settled)], owner="t")
 
 
 @pytest.fixture

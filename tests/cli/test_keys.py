@@ -17,7 +17,7 @@ from callbacks.cli import main
 from callbacks.cli_support import parse_duration, parse_moment
 from callbacks.keyfile import read_key_file
 from callbacks.store import InboundCallback, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 from verify import key_id
 from verify.metastudio import validate_key
 from verify.sensetime import validate_auth_key

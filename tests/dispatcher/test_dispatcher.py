@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -17,18 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callbacks.config import DispatchConfig, RouteConfig
-from callbacks.dispatcher import Dispatcher, Handover, backoff_delay
+from callbacks.dedupe import dedupe_key
+from callbacks.dispatcher import Dispatcher, backoff_delay
 from callbacks.events import (
     Event,
     MetaStudioJobResult,
     MetaStudioLiveEvent,
     RtmpStreamStateChange,
     SenseTimeCallback,
-    dedupe_key,
 )
 from callbacks.handlers import Handlers
+from callbacks.intake import Intake, inbound_callback
 from callbacks.store import InboundCallback, Outcome, StoredEvent, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 
 VIDEO = RouteConfig(
     name="ms-video",
@@ -410,7 +410,8 @@ def test_event_claimed_by_a_crashed_dispatcher_is_delivered_after_recover(tmp_pa
             assert (row.status, row.attempts) == ("delivered", 1)
             # A late outcome from the crashed owner is not written.
             late = Outcome("pending", 1, clock(), {}, "late")
-            assert not await new.finish(accepted.delivery_id, owner=crashed.owner, outcome=late)
+            late_round = [(accepted.delivery_id, late)]
+            assert not await new.finish_many(late_round, owner=crashed.owner)
             assert (await stored(new, accepted.delivery_id)).status == "delivered"
         finally:
             await new.close()
@@ -459,8 +460,9 @@ def test_background_loop_delivers_and_stops(tmp_path: Path) -> None:
         dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG)
         dispatcher.start()
         try:
-            accepted = await store.accept(callback(VIDEO, JOB_BODY, time.time()))
-            dispatcher.wake()
+            inbound = callback(VIDEO, JOB_BODY, time.time())
+            accepted = await store.accept(inbound)
+            dispatcher.take(inbound, VIDEO, dict(JOB_BODY), None)  # stored unleased: claim it
             for _ in range(500):
                 if (await stored(store, accepted.delivery_id)).status == "delivered":
                     break
@@ -479,16 +481,13 @@ def test_background_loop_delivers_and_stops(tmp_path: Path) -> None:
 async def accept_handed(
     store: SQLiteStore, dispatcher: Dispatcher, route: RouteConfig, body: dict[str, Any], now: float
 ) -> InboundCallback | None:
-    """What the receiver does: store leased to the dispatcher, then hand over (None: not leased)."""
-    lease = dispatcher.lease()
-    if lease is None:
+    """Accept through the intake, as the receiver does; the callback if it was stored leased to
+    the dispatcher and handed over, None if the hand-over queue was full."""
+    if dispatcher.lease() is None:
         return None
-    inbound = dataclasses.replace(
-        callback(route, body, now), claimed_by=lease.owner, claimed_until=lease.until
-    )
-    accepted = await store.accept(inbound)
+    inbound = callback(route, body, now)
+    accepted = await Intake(store, dispatcher).accept(inbound, route, dict(body))
     assert not accepted.duplicate
-    dispatcher.hand_over(Handover(inbound, route, dict(body)))
     return inbound
 
 
@@ -550,6 +549,46 @@ def test_handed_over_event_whose_lease_lapsed_goes_to_a_claim_round_once(tmp_pat
         assert await dispatcher.run_once() == 1  # ...but claimed from the store, once
         assert rec.count("sync") == 1
         assert (await stored(store, inbound.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
+def test_the_intake_hands_over_a_new_event_but_not_its_duplicate(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        intake = Intake(store, dispatcher)
+        body = orjson.dumps(JOB_BODY)
+        first = inbound_callback(VIDEO, JOB_BODY, body, key_id="k", received_at=clock())
+        retry = inbound_callback(VIDEO, JOB_BODY, body, key_id="k", received_at=clock() + 1)
+        assert (first.dedupe_key, first.event_type) == (retry.dedupe_key, "MetaStudioJobResult")
+        assert first.delivery_id != retry.delivery_id
+        assert not (await intake.accept(first, VIDEO, dict(JOB_BODY))).duplicate
+        again = await intake.accept(retry, VIDEO, dict(JOB_BODY))
+        assert again.duplicate_of == first.delivery_id
+        assert await dispatcher.run_handed() == 1  # the first only
+        assert await dispatcher.run_handed() == 0
+        assert rec.count("sync") == 1
+        assert (await stored(store, retry.delivery_id)).status == "duplicate"
+
+    run(tmp_path, scenario)
+
+
+def test_the_intake_without_a_dispatcher_only_stores(tmp_path: Path) -> None:
+    async def scenario(store: SQLiteStore) -> None:
+        callback = inbound_callback(
+            SENSETIME, {"taskId": 1}, b'{"taskId": 1}', key_id=None, received_at=time.time()
+        )
+        accepted = await Intake(store, None).accept(callback, SENSETIME, {"taskId": 1})
+        event = await stored(store, accepted.delivery_id)
+        assert (event.status, event.event_type, event.body) == (
+            "pending",
+            "SenseTimeCallback",
+            b'{"taskId": 1}',
+        )
+        claimed = await store.claim(owner="o", now=time.time() + 1, limit=10, lease_seconds=60)
+        assert [e.id for e in claimed] == [accepted.delivery_id]  # stored unleased
 
     run(tmp_path, scenario)
 

@@ -74,7 +74,7 @@ def test_healthz_and_readyz_need_no_auth_and_leak_nothing(client: TestClient) ->
 def test_readyz_is_503_when_the_store_is_down(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = client.app.state.receiver.store  # type: ignore[attr-defined]
+    store = client.app.state.receiver.intake.store  # type: ignore[attr-defined]
 
     async def down() -> None:
         raise StoreUnavailable("disk gone")
@@ -89,9 +89,9 @@ def test_readyz_is_503_when_the_store_is_down(
 def test_store_down_answers_503_so_the_platform_retries(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = client.app.state.receiver.store  # type: ignore[attr-defined]
+    store = client.app.state.receiver.intake.store  # type: ignore[attr-defined]
 
-    async def down(callback: object) -> None:
+    async def down(callback: object, lease: object = None) -> None:
         raise StoreUnavailable("disk full")
 
     monkeypatch.setattr(store, "accept", down)

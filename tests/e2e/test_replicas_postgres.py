@@ -17,7 +17,7 @@ import orjson
 import psycopg
 import pytest
 
-from callbacks.store_postgres import PostgresStore
+from callbacks.store.postgres import PostgresStore
 from tests.support import (
     Route,
     ServerProcess,

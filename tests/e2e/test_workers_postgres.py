@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from callbacks.store_postgres import PostgresStore
+from callbacks.store.postgres import PostgresStore
 from tests.support import (
     REPO,
     Route,

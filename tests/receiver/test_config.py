@@ -25,6 +25,7 @@ from callbacks.config import (
     parse_config,
 )
 from callbacks.errors import ConfigError
+from callbacks.store import open_store
 
 FULL: dict[str, Any] = {
     "server": {
@@ -517,6 +518,17 @@ def test_invalid_log_format_from_env(tmp_path: Path) -> None:
 def test_env_store_url_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"store\.url: must start with sqlite://"):
         load_config(write(tmp_path, full()), env={"CALLBACKS_STORE_URL": "redis://x"})
+
+
+@pytest.mark.parametrize("url", ["sqlite://callbacks.db", "sqlite://", "sqlite:///"])
+def test_a_malformed_sqlite_url_is_refused_with_the_config_not_at_start(
+    tmp_path: Path, url: str
+) -> None:
+    """The same rule as the store factory's: the mistake is named before the server starts."""
+    with pytest.raises(ConfigError, match=r"store\.url: a SQLite store URL looks like sqlite:///"):
+        load_config(write(tmp_path, full()), env={"CALLBACKS_STORE_URL": url})
+    with pytest.raises(ValueError, match="looks like sqlite:///"):
+        open_store(url)
 
 
 def test_env_workers_with_sqlite_refused(tmp_path: Path) -> None:

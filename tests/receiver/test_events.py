@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callbacks.config import RouteConfig
+from callbacks.dedupe import body_digest, dedupe_key
 from callbacks.events import (
     EVENT_TYPES,
     Envelope,
@@ -21,12 +22,10 @@ from callbacks.events import (
     RtmpStreamStateChange,
     SenseTimeCallback,
     ShootScriptSwitch,
-    body_digest,
     build_event,
     decode_live_message,
-    dedupe_key,
-    masked,
 )
+from callbacks.masking import masked
 
 
 def route(name: str, provider: str = "metastudio", kind: str | None = None) -> RouteConfig:

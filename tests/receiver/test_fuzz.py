@@ -52,7 +52,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 def _stored(client: TestClient) -> int:
-    store = client.app.state.receiver.store  # type: ignore[attr-defined]
+    store = client.app.state.receiver.intake.store  # type: ignore[attr-defined]
     events = client.portal.call(store.list_events, EventFilter(limit=10))  # type: ignore[union-attr]
     return len(events)
 

@@ -9,7 +9,8 @@ slept.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from callbacks.store import (
     EventFilter,
     InboundCallback,
     KeyUsage,
+    Lease,
     Outcome,
     Store,
     new_delivery_id,
@@ -39,12 +41,12 @@ BODY = b'{"jobId": 7, "state": "SUCCEED", "text": "caf\xc3\xa9"}\x00\xff\xfe'
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """A factory of unopened stores that all share one database (file or schema)."""
     if request.param == "sqlite":
-        from callbacks.store_sqlite import SQLiteStore
+        from callbacks.store.sqlite import SQLiteStore
 
         path = tmp_path / "inbox.db"
         return lambda: SQLiteStore(path)
     url = request.getfixturevalue("postgres_schema_url")  # skips when there is no server
-    from callbacks.store_postgres import PostgresStore
+    from callbacks.store.postgres import PostgresStore
 
     return lambda: PostgresStore(url)
 
@@ -107,7 +109,7 @@ async def make_dead(store: Store, cb: InboundCallback, handler_state: dict[str, 
         final = outcome("dead", handler_state) if event.id == cb.delivery_id else None
         if final is None:  # put back anything else this claim took
             final = Outcome("pending", 0, NOW, {}, None)
-        assert await store.finish(event.id, owner="d", outcome=final)
+        assert await store.finish_many([(event.id, final)], owner="d") == 1
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -137,6 +139,40 @@ def test_upgrade_is_idempotent_and_then_open_works(make_store: StoreFactory) -> 
         await opened.ping()
         assert await opened.inbox_depth() == 0
         await opened.close()
+
+    asyncio.run(main())
+
+
+def set_schema_version(request: pytest.FixtureRequest, tmp_path: Path, version: int) -> None:
+    """Write ``version`` into the schema of the store ``make_store`` makes, as a release would."""
+    if request.node.callspec.params["make_store"] == "sqlite":
+        with contextlib.closing(sqlite3.connect(tmp_path / "inbox.db")) as conn, conn:
+            conn.execute("UPDATE schema_version SET version = ?", (version,))
+        return
+    import psycopg
+
+    url = request.getfixturevalue("postgres_schema_url")
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("UPDATE avatar_callbacks_schema_version SET version = %s", (version,))
+
+
+def test_a_schema_from_a_newer_release_is_refused_the_same_way_by_every_backend(
+    make_store: StoreFactory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    newer = SCHEMA_VERSION + 1
+
+    async def main() -> None:
+        store = make_store()
+        await store.upgrade()
+        await store.close()
+        set_schema_version(request, tmp_path, newer)
+        for attempt in ("open", "upgrade"):  # neither may touch a schema it does not know
+            store = make_store()
+            with pytest.raises(
+                SchemaOutOfDate, match=f"version {newer}, from a newer release.*run the newer"
+            ):
+                await getattr(store, attempt)()
+            await store.close()
 
     asyncio.run(main())
 
@@ -246,18 +282,18 @@ def test_an_event_accepted_leased_is_hidden_from_claims_until_its_lease_ends(
 ) -> None:
     """The receiver's hand-over: stored already claimed, finished by its owner without a claim."""
     plain = callback(received_at=NOW - 2)
-    leased = dataclasses.replace(
-        callback(received_at=NOW - 1), claimed_by="mine", claimed_until=NOW + LEASE
-    )
-    lapsed = dataclasses.replace(callback(), claimed_by="dead", claimed_until=NOW + LEASE)
+    leased = callback(received_at=NOW - 1)
+    lapsed = callback()
 
     async def scenario(store: Store) -> None:
-        await accept_all(store, plain, leased, lapsed)
+        await store.accept(plain)
+        await store.accept(leased, Lease("mine", NOW + LEASE))
+        await store.accept(lapsed, Lease("dead", NOW + LEASE))
         claimed = await store.claim(owner="other", now=NOW, limit=10, lease_seconds=LEASE)
         assert [e.id for e in claimed] == [plain.delivery_id]
         done = Outcome("delivered", 1, NOW, {"h": {"status": "ok", "attempts": 1}}, None)
-        assert not await store.finish(leased.delivery_id, owner="other", outcome=done)
-        assert await store.finish(leased.delivery_id, owner="mine", outcome=done)
+        assert await store.finish_many([(leased.delivery_id, done)], owner="other") == 0
+        assert await store.finish_many([(leased.delivery_id, done)], owner="mine") == 1
         stored = await store.get(leased.delivery_id)
         assert stored is not None
         assert stored.status == "delivered"
@@ -289,9 +325,9 @@ def test_finish_writes_the_outcome_only_for_the_owner(make_store: StoreFactory) 
         await store.accept(cb)
         [event] = await store.claim(owner="mine", now=NOW, limit=1, lease_seconds=LEASE)
         retry = Outcome("pending", 1, NOW + 50, state, "b: boom")
-        assert not await store.finish(event.id, owner="someone-else", outcome=retry)
-        assert await store.finish(event.id, owner="mine", outcome=retry)
-        assert not await store.finish(event.id, owner="mine", outcome=retry)  # claim released
+        assert await store.finish_many([(event.id, retry)], owner="someone-else") == 0
+        assert await store.finish_many([(event.id, retry)], owner="mine") == 1
+        assert await store.finish_many([(event.id, retry)], owner="mine") == 0  # claim released
         stored = await store.get(cb.delivery_id)
         assert stored is not None
         assert (stored.status, stored.attempts, stored.next_attempt_at) == ("pending", 1, NOW + 50)
@@ -302,7 +338,7 @@ def test_finish_writes_the_outcome_only_for_the_owner(make_store: StoreFactory) 
         again = await store.claim(owner="x", now=NOW + 50, limit=1, lease_seconds=LEASE)
         assert [e.id for e in again] == [cb.delivery_id]
         done = Outcome("delivered", 2, NOW + 51, {"a": state["a"], "b": {"status": "ok"}}, None)
-        assert await store.finish(cb.delivery_id, owner="x", outcome=done)
+        assert await store.finish_many([(cb.delivery_id, done)], owner="x") == 1
         assert await store.inbox_depth() == 0
         assert await store.claim(owner="x", now=NOW + 999, limit=1, lease_seconds=LEASE) == []
 
@@ -366,7 +402,7 @@ def test_requeue_by_ids_forgets_every_handler_when_all_succeeded(
     async def scenario(store: Store) -> None:
         await accept_all(store, delivered)
         [event] = await store.claim(owner="d", now=NOW, limit=1, lease_seconds=LEASE)
-        assert await store.finish(event.id, owner="d", outcome=outcome("delivered", all_ok))
+        assert await store.finish_many([(event.id, outcome("delivered", all_ok))], owner="d") == 1
         await make_dead(store, dead, MIXED)
         await accept_all(store, original, duplicate)
         ids = [delivered.delivery_id, dead.delivery_id, duplicate.delivery_id, "nope"]
@@ -401,7 +437,7 @@ def test_purge_removes_old_events_that_are_not_pending(make_store: StoreFactory)
         assert len(claimed) == 3
         for event in claimed:
             status = "pending" if event.id == old_pending.delivery_id else "delivered"
-            assert await store.finish(event.id, owner="d", outcome=outcome(status, {}))
+            assert await store.finish_many([(event.id, outcome(status, {}))], owner="d") == 1
         assert await store.purge(NOW - 500) == 2  # old_done and old_duplicate
         remaining = {e.id for e in await store.list_events(EventFilter())}
         assert remaining == {old_pending.delivery_id, new_done.delivery_id}
@@ -439,7 +475,7 @@ def test_inbox_depth_counts_pending_events_only(make_store: StoreFactory) -> Non
         assert await store.inbox_depth() == 2
         [event, _] = await store.claim(owner="o", now=NOW, limit=10, lease_seconds=LEASE)
         assert await store.inbox_depth() == 2  # claimed is still pending
-        assert await store.finish(event.id, owner="o", outcome=outcome("delivered", {}))
+        assert await store.finish_many([(event.id, outcome("delivered", {}))], owner="o") == 1
         assert await store.inbox_depth() == 1
 
     run(make_store, scenario)
@@ -467,7 +503,7 @@ def test_list_filters_newest_first(make_store: StoreFactory) -> None:
         combined = await store.list_events(EventFilter(route="metastudio", since=NOW + 1, limit=1))
         assert [e.id for e in combined] == [cbs[4].delivery_id]
         [event, *_] = await store.claim(owner="o", now=NOW + 10, limit=1, lease_seconds=LEASE)
-        assert await store.finish(event.id, owner="o", outcome=outcome("dead", MIXED))
+        assert await store.finish_many([(event.id, outcome("dead", MIXED))], owner="o") == 1
         dead = await store.list_events(EventFilter(status="dead"))
         assert [e.id for e in dead] == [event.id]
         assert dead[0].handler_state == MIXED

@@ -27,7 +27,7 @@ from callbacks.store import (
     StoredEvent,
     new_delivery_id,
 )
-from callbacks.store_postgres import EVENTS, PostgresStore
+from callbacks.store.postgres import EVENTS, PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -164,8 +164,8 @@ def test_a_crashed_replicas_claim_is_taken_over_after_its_lease(postgres_schema_
         )
         assert again.id == event.id == cb.delivery_id
         done = Outcome("delivered", 1, NOW + LEASE + 2, {"h": {"status": "ok"}}, None)
-        assert not await crashed.finish(cb.delivery_id, owner="crashed", outcome=done)
-        assert await alive.finish(cb.delivery_id, owner="alive", outcome=done)
+        assert await crashed.finish_many([(cb.delivery_id, done)], owner="crashed") == 0
+        assert await alive.finish_many([(cb.delivery_id, done)], owner="alive") == 1
         assert await alive.inbox_depth() == 0
 
     with_replicas(postgres_schema_url, scenario)

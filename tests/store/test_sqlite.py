@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from callbacks.store import InboundCallback, new_delivery_id
-from callbacks.store_sqlite import SQLiteStore
+from callbacks.store.sqlite import SQLiteStore
 
 
 def _callback(n: int) -> InboundCallback:

@@ -2,12 +2,13 @@
 
 Writes are batched: each batch runs in one transaction and is committed once, and callbacks that
 arrive while a commit (its fsync) is running share the next one. The statements themselves run on
-the event loop, where they take microseconds; only ``COMMIT`` goes to a thread of its own. That
-split matters under load: the sqlite3 module lets go of the GIL around every SQLite step, and a
-writer thread running the statements had to win the GIL back from the busy event loop at each
-one, which stalled every batch. If another process holds the write lock (the CLI purging, say),
-the batch runs wholly in the commit thread so the loop never waits for it. One server process
-owns a database file (enforced with a lock file); the CLI may read and write beside it.
+the event loop, where they take microseconds; only ``COMMIT`` goes to a thread of its own. Why
+not run the statements in that thread too: the sqlite3 module lets go of the GIL around every
+SQLite step, and a thread running them has to win the GIL back from the busy event loop at each
+one, which stalls every batch under load. If another process holds the write lock (the CLI
+purging, say), the batch runs wholly in the commit thread so the loop never waits for it. One
+server process owns a database file (enforced with a lock file); the CLI may read and write
+beside it.
 """
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ from typing import Any, TypeVar
 
 import orjson
 
-from callbacks.errors import SchemaOutOfDate, StoreUnavailable
-from callbacks.store import (
+from callbacks.errors import StoreUnavailable
+from callbacks.store.base import (
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
-    GroupCommit,
     InboundCallback,
     KeyUsage,
+    Lease,
     Outcome,
     StoredEvent,
+    check_schema_version,
+    event_columns,
     event_from_row,
-    reset_handler_state,
+    replay_updates,
+    replay_where,
 )
+from callbacks.store.group_commit import GroupCommit
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -72,15 +77,10 @@ CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 """
 
-_COLUMNS = (
-    "id, route, provider, event_type, key_id, received_at, body, status, attempts, "
-    "next_attempt_at, handler_state, last_error, duplicate_of, updated_at"
-)
-
-
-# The columns of _COLUMNS as JSON values: the body as hex (any bytes survive), the handler state
-# as the JSON text it is stored as.
-_PACKED_COLUMNS = _COLUMNS.replace(" body,", " hex(body),")
+_COLUMNS = event_columns()
+# The same columns as JSON values: the body as hex (any bytes survive), the handler state as the
+# JSON text it is stored as.
+_PACKED_COLUMNS = event_columns(body="hex({})")
 
 
 def _unpack(row: list[Any]) -> StoredEvent:
@@ -92,7 +92,7 @@ class _Job:
     """One write. ``atomic`` jobs run several statements and get a savepoint of their own; a
     single statement needs none, since SQLite undoes a failed statement by itself."""
 
-    __slots__ = ("atomic", "callback", "error", "fn", "result")
+    __slots__ = ("atomic", "callback", "error", "fn", "lease", "result")
 
     def __init__(
         self,
@@ -100,10 +100,12 @@ class _Job:
         *,
         atomic: bool = False,
         callback: InboundCallback | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.fn = fn  # None for an accepted callback: those are inserted together
         self.atomic = atomic
         self.callback = callback
+        self.lease = lease
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -153,12 +155,11 @@ class SQLiteStore:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from exc
-        if version != SCHEMA_VERSION:
+        try:
+            check_schema_version(version, store=f"SQLite store {self.path}")
+        except BaseException:
             conn.close()
-            raise SchemaOutOfDate(
-                f"SQLite store {self.path} has schema version {version or 'none'}, "
-                f"this release needs {SCHEMA_VERSION}: run `callbacks db upgrade`"
-            )
+            raise
         conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for the lock: see _run_batch
         self._conn = conn
         self._reader = self._connect()
@@ -262,8 +263,9 @@ class SQLiteStore:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    async def accept(self, callback: InboundCallback) -> Accepted:
-        return await self._submit(_Job(None, callback=callback))  # type: ignore[no-any-return]
+    async def accept(self, callback: InboundCallback, lease: Lease | None = None) -> Accepted:
+        job = _Job(None, callback=callback, lease=lease)
+        return await self._submit(job)  # type: ignore[no-any-return]
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
@@ -298,9 +300,6 @@ class SQLiteStore:
             return sorted((_unpack(row) for row in orjson.loads(packed)), key=lambda e: e.id)
 
         return await self._write(run)
-
-    async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
-        return await self.finish_many([(event_id, outcome)], owner=owner) == 1
 
     async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
         packed = orjson.dumps(
@@ -355,31 +354,15 @@ class SQLiteStore:
     async def requeue(
         self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
     ) -> int:
+        selection = replay_where(ids, dead=dead, route=route, placeholder="?")
+        if selection is None:
+            return 0
+        where, params = selection
         now = time.time()
 
         def run(conn: sqlite3.Connection) -> int:
-            if dead:
-                sql = "SELECT id, handler_state FROM events WHERE status = 'dead'"
-                params: tuple[Any, ...] = ()
-                if route:
-                    sql += " AND route = ?"
-                    params = (route,)
-                rows = conn.execute(sql, params).fetchall()
-            else:
-                rows = []
-                for event_id in ids:
-                    rows += conn.execute(
-                        "SELECT id, handler_state FROM events WHERE id = ? "
-                        "AND status != 'duplicate'",
-                        (event_id,),
-                    ).fetchall()
-            for event_id, state in rows:
-                conn.execute(
-                    "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                    "handler_state = ?, last_error = NULL, claimed_until = NULL, "
-                    "claimed_by = NULL, updated_at = ? WHERE id = ?",
-                    (now, reset_handler_state(state), now, event_id),
-                )
+            rows = conn.execute(f"SELECT id, handler_state FROM events{where}", params).fetchall()  # noqa: S608
+            conn.executemany(_REQUEUE_SQL, replay_updates(rows, now))
             return len(rows)
 
         return await self._write(run, atomic=True)
@@ -415,6 +398,11 @@ class SQLiteStore:
         )
 
 
+_REQUEUE_SQL = (
+    "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?, handler_state = ?, "
+    "last_error = NULL, claimed_until = NULL, claimed_by = NULL, updated_at = ? WHERE id = ?"
+)
+
 _INSERT_DUPLICATE = (
     "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
     "body, status, next_attempt_at, updated_at) "
@@ -442,17 +430,17 @@ def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
     """Insert a batch's callbacks with one statement, then record the duplicates.
 
     One multi-row INSERT is one SQLite step. That matters more than it seems: the sqlite3 module
-    lets go of the GIL around every step and must win it back from the busy event loop, so a
-    statement per row would stall the batch once per row. A callback whose dedupe key was taken
-    (by an earlier event or earlier in this batch) is not inserted; when the change count says
-    that happened, one look-up finds which, and each is stored as a duplicate.
+    lets go of the GIL around every step and must win it back from whichever thread took it
+    meanwhile, so a statement per row would stall the batch once per row. A callback whose
+    dedupe key was taken (by an earlier event or earlier in this batch) is not inserted; when the
+    change count says that happened, one look-up finds which, and each is stored as a duplicate.
     """
     if not jobs:
         return
     callbacks = [job.callback for job in jobs if job.callback is not None]
     before = conn.total_changes
-    for start in range(0, len(callbacks), _ROWS_PER_INSERT):
-        chunk = callbacks[start : start + _ROWS_PER_INSERT]
+    for start in range(0, len(jobs), _ROWS_PER_INSERT):
+        chunk = jobs[start : start + _ROWS_PER_INSERT]
         conn.execute(_insert_pending_sql(len(chunk)), _flat(chunk))
     if conn.total_changes - before == len(callbacks):
         for job, cb in zip(jobs, callbacks, strict=True):
@@ -480,9 +468,11 @@ def _insert_pending_sql(rows: int) -> str:
     return f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT (dedupe_key) DO NOTHING"  # noqa: S608
 
 
-def _flat(callbacks: list[InboundCallback]) -> list[Any]:
+def _flat(jobs: list[_Job]) -> list[Any]:
     params: list[Any] = []
-    for cb in callbacks:
+    for job in jobs:
+        cb, lease = job.callback, job.lease
+        assert cb is not None
         params += (
             cb.delivery_id,
             cb.route,
@@ -494,8 +484,8 @@ def _flat(callbacks: list[InboundCallback]) -> list[Any]:
             cb.body,
             cb.received_at,
             cb.received_at,
-            cb.claimed_by,
-            cb.claimed_until,
+            None if lease is None else lease.owner,
+            None if lease is None else lease.until,
         )
     return params
 

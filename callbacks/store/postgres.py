@@ -1,6 +1,6 @@
 """PostgreSQL inbox: several receiver replicas share one database.
 
-Same behaviour as :class:`callbacks.store_sqlite.SQLiteStore`, with these differences:
+Same behaviour as :class:`callbacks.store.sqlite.SQLiteStore`, with these differences:
 
 - Durability: every write is a transaction committed with ``synchronous_commit`` on (turned
   back on for our sessions if the server has it off).
@@ -32,21 +32,26 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from callbacks.errors import SchemaOutOfDate, StoreUnavailable
-from callbacks.store import (
+from callbacks.errors import StoreUnavailable
+from callbacks.store.base import (
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
-    GroupCommit,
     InboundCallback,
     KeyUsage,
+    Lease,
     Outcome,
     StoredEvent,
+    check_schema_version,
+    event_columns,
     event_from_row,
-    reset_handler_state,
+    replay_updates,
+    replay_where,
 )
+from callbacks.store.group_commit import GroupCommit
 
 Connection = psycopg.AsyncConnection[TupleRow]
+_Leased = tuple[InboundCallback, Lease | None]  # what accept() queues for the group commit
 
 EVENTS = "avatar_callbacks_events"
 VERSIONS = "avatar_callbacks_schema_version"
@@ -92,13 +97,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 
 def _columns(alias: str = "") -> str:
-    """The StoredEvent columns, in :func:`_row_to_event` order (qualified when joining)."""
-    p = f"{alias}." if alias else ""
-    return (
-        f"{p}id, {p}route, {p}provider, {p}event_type, {p}key_id, {p}received_at, {p}body, "
-        f"{p}status, {p}attempts, {p}next_attempt_at, {p}handler_state::text, {p}last_error, "
-        f"{p}duplicate_of, {p}updated_at"
-    )
+    """The columns :func:`event_from_row` reads (qualified when joining), the JSONB as text."""
+    return event_columns(alias, handler_state="{}::text")
 
 
 # A batch: the new events in one statement (a dedupe key taken, in the table or earlier in the
@@ -189,7 +189,7 @@ class PostgresStore:
         self._secret: str | None = None
         self._pool_check: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(max_size)
-        self._commits: GroupCommit[InboundCallback, Accepted] = GroupCommit(
+        self._commits: GroupCommit[_Leased, Accepted] = GroupCommit(
             self._write_batch, max_batch=_MAX_BATCH, name="store-group-commit"
         )
 
@@ -221,7 +221,7 @@ class PostgresStore:
                 version = await (_migrate(conn) if upgrade else _schema_version(conn))
         except psycopg.Error as exc:
             raise StoreUnavailable(self._describe(exc)) from exc
-        _check_version(version)
+        check_schema_version(version, store="the PostgreSQL store")
         if self._pool is None:
             self._pool = await self._open_pool(conninfo)
 
@@ -334,12 +334,10 @@ class PostgresStore:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    async def accept(self, callback: InboundCallback) -> Accepted:
-        return await self._commits.submit(callback)
+    async def accept(self, callback: InboundCallback, lease: Lease | None = None) -> Accepted:
+        return await self._commits.submit((callback, lease))
 
-    async def _write_batch(
-        self, callbacks: list[InboundCallback]
-    ) -> list[Accepted | BaseException]:
+    async def _write_batch(self, callbacks: list[_Leased]) -> list[Accepted | BaseException]:
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
@@ -352,9 +350,7 @@ class PostgresStore:
             # Something in the batch is unstorable: one by one, so only that one fails.
             return [await self._write_one(conn, callback) for callback in callbacks]
 
-    async def _write_one(
-        self, conn: Connection, callback: InboundCallback
-    ) -> Accepted | BaseException:
+    async def _write_one(self, conn: Connection, callback: _Leased) -> Accepted | BaseException:
         try:
             async with conn.transaction():
                 return (await _insert_batch(conn, [callback]))[0]
@@ -377,9 +373,6 @@ class PostgresStore:
             cur = await conn.execute(_CLAIM_SQL, params)
             rows = await cur.fetchall()
         return sorted((event_from_row(r) for r in rows), key=lambda e: e.id)
-
-    async def finish(self, event_id: str, *, owner: str, outcome: Outcome) -> bool:
-        return await self.finish_many([(event_id, outcome)], owner=owner) == 1
 
     async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
         columns = (
@@ -413,27 +406,17 @@ class PostgresStore:
 
         One transaction, so a dispatcher cannot claim an event half re-queued.
         """
+        selection = replay_where(ids, dead=dead, route=route, placeholder="%s")
+        if selection is None:
+            return 0
+        where, params = selection
+        sql = f"SELECT id, handler_state::text FROM {EVENTS}{where} FOR UPDATE"  # noqa: S608
         now = time.time()
-        if dead:
-            sql = f"SELECT id, handler_state::text FROM {EVENTS} WHERE status = 'dead'"  # noqa: S608
-            params: tuple[Any, ...] = ()
-            if route:
-                sql += " AND route = %s"
-                params = (route,)
-        else:
-            sql = (
-                f"SELECT id, handler_state::text FROM {EVENTS} "  # noqa: S608
-                "WHERE id = ANY(%s) AND status != 'duplicate'"
-            )
-            params = (list(ids),)
         async with self._connection() as conn, conn.transaction():
-            cur = await conn.execute(sql + " FOR UPDATE", params)
+            cur = await conn.execute(sql, params)
             rows = await cur.fetchall()
             if rows:
-                await cur.executemany(
-                    _REQUEUE_SQL,
-                    [(now, reset_handler_state(state), now, event_id) for event_id, state in rows],
-                )
+                await cur.executemany(_REQUEUE_SQL, replay_updates(rows, now))
         return len(rows)
 
     async def purge(self, before: float) -> int:
@@ -527,23 +510,14 @@ async def _migrate(conn: Connection) -> int | None:
         return max(current, SCHEMA_VERSION)
 
 
-def _check_version(version: int | None) -> None:
-    if version is not None and version > SCHEMA_VERSION:
-        raise SchemaOutOfDate(
-            f"the PostgreSQL store has schema version {version}, from a newer release; "
-            f"this release needs {SCHEMA_VERSION}: run the newer release"
-        )
-    if version != SCHEMA_VERSION:
-        raise SchemaOutOfDate(
-            f"the PostgreSQL store has schema version {version or 'none'}, "
-            f"this release needs {SCHEMA_VERSION}: run `callbacks db upgrade`"
-        )
-
-
-async def _insert_batch(conn: Connection, callbacks: Sequence[InboundCallback]) -> list[Accepted]:
-    """Insert new events and duplicate rows for ``callbacks`` (call inside a transaction)."""
+async def _insert_batch(conn: Connection, leased: Sequence[_Leased]) -> list[Accepted]:
+    """Insert new events and duplicate rows for ``leased`` (call inside a transaction)."""
+    callbacks = [c for c, _ in leased]
     keys = [c.dedupe_key for c in callbacks]
-    claims = ([c.claimed_by for c in callbacks], [c.claimed_until for c in callbacks])
+    claims = (
+        [None if lease is None else lease.owner for _, lease in leased],
+        [None if lease is None else lease.until for _, lease in leased],
+    )
     cur = await conn.execute(_BATCH_INSERT_SQL, _columns_of(callbacks, keys) + claims)
     inserted = {row[0] for row in await cur.fetchall()}
     rest = [c for c in callbacks if c.delivery_id not in inserted]

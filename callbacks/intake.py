@@ -1,0 +1,64 @@
+"""The intake: where a verified callback becomes a stored event and is handed to the dispatcher.
+
+The receiver authenticates and parses; everything from here on is the intake's: the delivery id,
+the event type and the dedupe key (:func:`inbound_callback`), then the durable write and the hand
+over (:meth:`Intake.accept`). How the dispatcher takes an event over (stored already leased to it,
+delivered without being read back) is between the dispatcher and the store: the intake only passes
+the dispatcher's lease along.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from callbacks import metrics
+from callbacks.config import RouteConfig
+from callbacks.dedupe import dedupe_key
+from callbacks.dispatcher import Dispatcher
+from callbacks.events import event_class
+from callbacks.store.base import Accepted, InboundCallback, Inbox, new_delivery_id
+
+
+def inbound_callback(
+    route: RouteConfig,
+    raw: Mapping[str, Any],
+    body: bytes,
+    *,
+    key_id: str | None,
+    received_at: float,
+) -> InboundCallback:
+    """The record the store keeps for a verified ``body`` (parsed as ``raw``) on ``route``."""
+    return InboundCallback(
+        delivery_id=new_delivery_id(received_at),
+        route=route.name,
+        provider=route.provider,
+        event_type=event_class(route, raw).__name__,
+        dedupe_key=dedupe_key(route, raw),
+        key_id=key_id,
+        received_at=received_at,
+        body=body,
+    )
+
+
+class Intake:
+    """Stores callbacks durably and hands the new ones to this process's dispatcher, if any."""
+
+    def __init__(self, store: Inbox, dispatcher: Dispatcher | None) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+
+    async def accept(
+        self, callback: InboundCallback, route: RouteConfig, raw: dict[str, Any]
+    ) -> Accepted:
+        """Return once ``callback`` is committed (a duplicate is stored as one and not handed
+        over). Raises :class:`StoreUnavailable` when the store cannot take it."""
+        dispatcher = self.dispatcher
+        lease = None if dispatcher is None else dispatcher.lease()
+        started = time.perf_counter()
+        accepted = await self.store.accept(callback, lease)
+        metrics.STORE_WRITE_LATENCY.observe(time.perf_counter() - started)
+        if dispatcher is not None and accepted.duplicate_of is None:
+            dispatcher.take(callback, route, raw, lease)
+        return accepted

@@ -1,0 +1,316 @@
+"""What every store is: its records, roles and schema version, and the rules both backends share.
+
+This module imports no backend (``sqlite.py`` and ``postgres.py`` import it). Each consumer names
+only the role it uses: the intake an :class:`Inbox`, the dispatcher a :class:`WorkQueue`, the CLI
+an :class:`Admin`; the server opens and closes a :class:`Lifecycle`. A backend implements them all
+(:class:`Store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol
+
+import orjson
+
+from callbacks.errors import SchemaOutOfDate
+
+EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
+EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
+SCHEMA_VERSION = 1
+
+
+def new_delivery_id(now: float | None = None) -> str:
+    """32 hex digits: 48 bits of milliseconds then 80 random bits, so ids sort by arrival."""
+    ms = int((time.time() if now is None else now) * 1000)
+    # Unique, not secret: the process's Mersenne Twister (seeded from the OS, reseeded after a
+    # fork) avoids a syscall, which on the request path means giving up the GIL and waiting
+    # to win it back from the store's commit thread.
+    return f"{ms:012x}{random.getrandbits(80):020x}"
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundCallback:
+    """A verified callback, as the intake hands it to the store."""
+
+    delivery_id: str
+    route: str
+    provider: str
+    event_type: str
+    dedupe_key: str
+    key_id: str | None
+    received_at: float
+    body: bytes
+
+
+class Lease(NamedTuple):
+    """A claim on an event: hidden from other claimers until ``until``, finished only by ``owner``.
+
+    An event can be stored already leased (see :meth:`Inbox.accept`): should its owner die
+    first, the lease lapses (or SQLite's start-up recovery frees it) and the event is claimed
+    like any other.
+    """
+
+    owner: str
+    until: float
+
+
+@dataclass(frozen=True)
+class Accepted:
+    delivery_id: str
+    duplicate_of: str | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.duplicate_of is not None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of the inbox. The field order is the column order rows are read in."""
+
+    id: str
+    route: str
+    provider: str
+    event_type: str
+    key_id: str | None
+    received_at: float
+    body: bytes = field(repr=False)
+    status: str
+    attempts: int
+    next_attempt_at: float
+    handler_state: Mapping[str, Any]
+    last_error: str | None
+    duplicate_of: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one dispatch round did to an event; written back when the claim is released."""
+
+    status: EventStatus
+    attempts: int
+    next_attempt_at: float
+    handler_state: Mapping[str, Any]
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    route: str
+    key_id: str
+    last_verified_at: float
+    count_24h: int
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    route: str | None = None
+    status: str | None = None
+    since: float | None = None
+    limit: int = 100
+
+    def where_sql(self, placeholder: str) -> tuple[str, tuple[Any, ...]]:
+        """`` WHERE ...`` (or nothing) and its parameters, in the driver's placeholder style."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (
+            ("route", "=", self.route),
+            ("status", "=", self.status),
+            ("received_at", ">=", self.since),
+        ):
+            if value is not None and value != "":
+                clauses.append(f"{column} {op} {placeholder}")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+# -- roles ---------------------------------------------------------------------------------------
+
+
+class Lifecycle(Protocol):
+    async def open(self) -> None:
+        """Connect and check the schema (raising :class:`SchemaOutOfDate` when it is not there)."""
+
+    async def upgrade(self) -> int:
+        """Create or migrate the schema; returns the schema version now in place."""
+
+    async def recover(self) -> None:
+        """At server start: release claims that only a dead process of ours could hold."""
+
+    async def close(self) -> None:
+        """Commit what was accepted, then let go of the database."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless a trivial query succeeds."""
+
+
+class Inbox(Protocol):
+    async def accept(self, callback: InboundCallback, lease: Lease | None = None) -> Accepted:
+        """Store durably (committed to disk) before returning; duplicates are kept as such.
+
+        With a ``lease`` the new event is stored already claimed by its owner, so no claim query
+        has to find it again (duplicates are never leased).
+        """
+
+
+class WorkQueue(Protocol):
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredEvent]:
+        """Take up to ``limit`` due pending events, hidden from other claimers for the lease."""
+
+    async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        """Write back a dispatch round's outcomes and release its claims, in one write; returns
+        how many claims were still ``owner``'s (the others were lost and are left alone)."""
+
+    async def inbox_depth(self) -> int:
+        """How many events are pending."""
+
+
+class Admin(Protocol):
+    async def get(self, id_prefix: str) -> StoredEvent | None:
+        """The one event whose id starts with ``id_prefix``; None if none or several do."""
+
+    async def list_events(self, where: EventFilter) -> list[StoredEvent]:
+        """Newest first."""
+
+    async def requeue(
+        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+    ) -> int:
+        """Make events pending again (see :func:`replay_where` and :func:`reset_handler_state`)."""
+
+    async def purge(self, before: float) -> int:
+        """Delete the settled events received before ``before``; pending ones stay."""
+
+    async def key_usage(self, now: float) -> list[KeyUsage]: ...
+
+
+class ServingStore(Lifecycle, Inbox, WorkQueue, Protocol):
+    """What a running receiver uses: :func:`callbacks.create_app` takes one."""
+
+
+class Store(ServingStore, Admin, Protocol):
+    """Every role: what both backends implement."""
+
+
+# -- the schema version --------------------------------------------------------------------------
+
+
+def check_schema_version(version: int | None, *, store: str) -> None:
+    """Raise :class:`SchemaOutOfDate` unless ``version`` (None: no schema) is this release's.
+
+    ``store`` names the store for the message ("SQLite store /data/callbacks.db"), never with a
+    password in it.
+    """
+    if version == SCHEMA_VERSION:
+        return
+    if version is not None and version > SCHEMA_VERSION:
+        raise SchemaOutOfDate(
+            f"{store} has schema version {version}, from a newer release; "
+            f"this release needs {SCHEMA_VERSION}: run the newer release"
+        )
+    raise SchemaOutOfDate(
+        f"{store} has schema version {version or 'none'}, "
+        f"this release needs {SCHEMA_VERSION}: run `callbacks db upgrade`"
+    )
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+# The columns a row is selected with, in :class:`StoredEvent`'s field order.
+EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StoredEvent))
+
+
+def event_columns(alias: str = "", **expressions: str) -> str:
+    """The SELECT list for :func:`event_from_row`: :data:`EVENT_COLUMNS`, qualified by ``alias``.
+
+    ``expressions`` replace a column by an expression of it, ``{}`` standing for the column:
+    ``event_columns(body="hex({})")``.
+    """
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(expressions.get(c, "{}").format(prefix + c) for c in EVENT_COLUMNS)
+
+
+def event_from_row(row: Sequence[Any]) -> StoredEvent:
+    """A stored event from a row selected with :func:`event_columns` (the handler state as JSON
+    text, the body as bytes or anything ``bytes()`` takes)."""
+    (
+        event_id,
+        route,
+        provider,
+        event_type,
+        key_id,
+        received_at,
+        body,
+        status,
+        attempts,
+        next_attempt_at,
+        handler_state,
+        last_error,
+        duplicate_of,
+        updated_at,
+    ) = row
+    return StoredEvent(
+        id=event_id,
+        route=route,
+        provider=provider,
+        event_type=event_type,
+        key_id=key_id,
+        received_at=received_at,
+        body=bytes(body),
+        status=status,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        handler_state=orjson.loads(handler_state),
+        last_error=last_error,
+        duplicate_of=duplicate_of,
+        updated_at=updated_at,
+    )
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+def replay_where(
+    ids: Sequence[str], *, dead: bool, route: str | None, placeholder: str
+) -> tuple[str, tuple[Any, ...]] | None:
+    """Which events a replay re-queues, as `` WHERE ...`` and its parameters; None: none.
+
+    Either every dead event (of ``route``, if given), or the events named by ``ids``, except
+    duplicates: a duplicate is delivered through its original.
+    """
+    if dead:
+        if route:
+            return f" WHERE status = 'dead' AND route = {placeholder}", (route,)
+        return " WHERE status = 'dead'", ()
+    unique = tuple(dict.fromkeys(ids))
+    if not unique:
+        return None
+    marks = ", ".join([placeholder] * len(unique))
+    return f" WHERE id IN ({marks}) AND status != 'duplicate'", unique
+
+
+def reset_handler_state(state: str | bytes) -> str:
+    """For a replay: forget the handlers that failed; if all succeeded, forget them all."""
+    handlers: dict[str, Any] = orjson.loads(state)
+    kept = {name: s for name, s in handlers.items() if s.get("status") == "ok"}
+    if len(kept) == len(handlers):
+        kept = {}
+    return orjson.dumps(kept).decode()
+
+
+def replay_updates(
+    rows: Sequence[Sequence[Any]], now: float
+) -> list[tuple[float, str, float, str]]:
+    """For each selected ``(id, handler_state)`` row, the parameters of its re-queue UPDATE:
+    ``next_attempt_at``, the reset handler state, ``updated_at``, the id."""
+    return [(now, reset_handler_state(state), now, event_id) for event_id, state in rows]

@@ -1,0 +1,61 @@
+"""Concurrent writes share transactions: the heart of both stores' write path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class GroupCommit(Generic[Item, Result]):
+    """``submit`` queues an item and waits for its result. One flusher task hands everything
+    waiting to ``write_batch`` (one transaction, one commit) and, as soon as that returns, the
+    next batch: items that arrive while a commit runs share the next one, and a lone item is
+    written at once. ``write_batch`` returns one result or exception per item; if it raises,
+    every item of the batch gets that exception.
+    """
+
+    def __init__(
+        self,
+        write_batch: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
+        *,
+        max_batch: int,
+        name: str,
+    ) -> None:
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._name = name
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
+        return await future
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is written."""
+        if self._flusher is not None:
+            await self._flusher
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            results: Sequence[Result | BaseException]
+            try:
+                results = await self._write_batch([item for item, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # the request went away; what was written stays written
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
