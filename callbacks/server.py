@@ -19,8 +19,8 @@ from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.logs import configure_logging
 
-# The SQLite writer thread gives up the GIL around every SQLite step and must win it back from a
-# busy event loop; at the default 5 ms switch interval each hand-back can stall a commit batch.
+# The SQLite commit thread gives up the GIL around COMMIT and must win it back from a busy event
+# loop; at the default 5 ms switch interval each hand-back can stall the next commit batch.
 _GIL_SWITCH_INTERVAL = 0.0005
 
 
