@@ -22,7 +22,7 @@ log = structlog.get_logger("avatar_callbacks.sinks")
 C = TypeVar("C")
 
 BACKOFF_INITIAL = 0.1
-BACKOFF_MAX = 10.0
+BACKOFF_MAX = 5.0
 
 
 class Reconnecting(Generic[C]):

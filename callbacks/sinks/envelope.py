@@ -117,8 +117,14 @@ class EventEnvelope:
         unknown = set(raw) - set(_FIELDS)
         if unknown:
             raise EnvelopeError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        if raw.get("type") != ENVELOPE_TYPE or raw.get("version") != ENVELOPE_VERSION:
+        version = raw.get("version")
+        if (
+            raw.get("type") != ENVELOPE_TYPE
+            or isinstance(version, bool)
+            or version != ENVELOPE_VERSION
+        ):
             raise EnvelopeError(f"not a {ENVELOPE_TYPE} envelope of version {ENVELOPE_VERSION}")
+
         for name in ("delivery_id", "route", "provider", "event_type", "received_at"):
             if not isinstance(raw.get(name), str) or not raw[name]:
                 raise EnvelopeError(f"{name} must be a non-empty string")
