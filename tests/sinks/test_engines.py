@@ -42,6 +42,14 @@ def test_each_callback_becomes_exactly_one_message(engine: Engine, tmp_path: Pat
     assert all(s == {"status": "ok", "attempts": 1} for s in sink_states(setup).values())
     if isinstance(engine, HttpEngine):
         assert engine.unverified == 0
+    assert_no_secret_in(server.output(), engine)
+
+
+def assert_no_secret_in(log: str, engine: Engine) -> None:
+    assert ":guest@" not in log  # the AMQP URL's credentials
+    if isinstance(engine, HttpEngine):
+        assert engine.secret not in log
+        assert engine.secret.removeprefix("whsec_") not in log
 
 
 def test_an_outage_delays_but_loses_nothing(engine: Engine, tmp_path: Path) -> None:
@@ -81,6 +89,11 @@ def test_an_outage_delays_but_loses_nothing(engine: Engine, tmp_path: Path) -> N
             forwarder.shutdown()
     ids = delivery_ids(messages)
     assert set(ids) == set(acked)  # the consumer's de-dupe by delivery id leaves exactly N
+    log = server.output()
+    assert_no_secret_in(log, engine)
+    if forwarder is not None:
+        assert "sink_connect_failed" in log
+        assert "sink_reconnected" in log
     if isinstance(engine, NatsEngine):
         assert len(ids) == N  # JetStream de-duplicates by Nats-Msg-Id itself
 
