@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from callbacks.config import Config, parse_config
 from callbacks.errors import ConfigError
+from callbacks.events import Event
 from callbacks.handlers import Handlers
 from callbacks.sinks.delivery import check_sinks, open_sinks, with_sinks
 from callbacks.sinks.settings import SinkConfig, read_sinks
@@ -158,3 +159,16 @@ def test_sinks_join_the_handlers_under_their_own_names_and_routes() -> None:
     [registration] = combined.registrations
     assert registration.name == "sink:bus"
     assert registration.routes == frozenset({"st"})
+
+
+def test_a_sink_receives_only_its_routes() -> None:
+    parsed = config({"name": "bus", "url": "nats://127.0.0.1", "target": "t", "routes": ["st"]})
+    registry = open_sinks(parsed).handlers()
+
+    def on(route: str) -> list[str]:
+        event = Event(delivery_id="d", route=route, provider="sensetime", key_id=None,
+                      received_at=0.0, raw={})  # fmt: skip
+        return [r.name for r in registry.for_event(event)]
+
+    assert on("st") == ["sink:bus"]
+    assert on("other") == []
