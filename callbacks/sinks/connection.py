@@ -127,5 +127,6 @@ def describe(exc: BaseException, redact: Sequence[str] = ()) -> str:
     client libraries quote the URL they were given."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     for secret in redact:
-        text = text.replace(secret, "***")
+        if secret:  # no password in the URL: nothing to mask
+            text = text.replace(secret, "***")
     return text[:200]

@@ -49,17 +49,17 @@ class RedisSink:
             max_connections=_POOL_SIZE,
             timeout=self.config.timeout,
         )
-        client = aioredis.Redis(connection_pool=pool, auto_close_connection_pool=True)
+        client = aioredis.Redis(connection_pool=pool)
         try:
             await client.ping()
         except BaseException:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
             raise
         return client
 
     @staticmethod
     async def _disconnect(client: aioredis.Redis) -> None:
-        await client.aclose()
+        await client.aclose(close_connection_pool=True)
 
     async def start(self) -> None:
         self._link.start()
