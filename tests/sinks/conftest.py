@@ -11,8 +11,18 @@ from tests.sinks.engines import ENGINES, Engine, make, require
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    require(request.param)
-    created = make(request.param)
+    yield from _fresh(request.param)
+
+
+@pytest.fixture(params=[e for e in ENGINES if e != "http"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The engines reached over one long-lived connection (not HTTP)."""
+    yield from _fresh(request.param)
+
+
+def _fresh(kind: str) -> Iterator[Engine]:
+    require(kind)
+    created = make(kind)
     created.create()
     try:
         yield created

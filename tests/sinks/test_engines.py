@@ -129,3 +129,32 @@ def test_sigkill_mid_stream_loses_nothing(engine: Engine, tmp_path: Path) -> Non
     assert set(counts) == stored
     # Sent twice only where the kill cut in between the send and the write of its outcome.
     assert all(c <= 2 for c in counts.values())
+
+
+def test_a_dropped_connection_is_made_again(broker: Engine, tmp_path: Path) -> None:
+    engine = broker
+    forwarder = Forwarder(engine.port)
+    forwarder.open()
+    setup = sink_setup(tmp_path, engine, port=forwarder.port)
+    server = ServerProcess(setup).start()
+    try:
+        first = send(setup, N // 2)
+        assert wait_for(lambda: set(first) <= set(delivery_ids(engine.messages())), timeout=60)
+        forwarder.close()  # the broker goes away under an open connection
+        second = send(setup, N // 2, first=N // 2)
+
+        def retried() -> bool:
+            states = sink_states(setup)
+            return all(states.get(i, {}).get("attempts", 0) >= 2 for i in second)
+
+        assert wait_for(retried, timeout=60), "the sink was not retried"
+        forwarder.open()
+        acked = set(first) | set(second)
+        assert wait_for(lambda: acked <= set(delivery_ids(engine.messages())), timeout=60)
+        assert wait_for(lambda: all(s.get("status") == "ok" for s in sink_states(setup).values()))
+        messages = engine.messages()
+    finally:
+        server.stop()
+        forwarder.shutdown()
+    assert set(delivery_ids(messages)) == acked
+    assert "sink_reconnected" in server.output()
