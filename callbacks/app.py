@@ -29,6 +29,7 @@ from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
 from callbacks.receiver import Receiver, json_response
+from callbacks.sinks.delivery import open_sinks, with_sinks
 from callbacks.store import ServingStore, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
@@ -59,6 +60,8 @@ def create_app(
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
+    sinks = open_sinks(config)
+    handlers = with_sinks(handlers, sinks)
     if store is None:
         store = open_store(config.store.url, base_dir=config.base_dir)
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
@@ -84,17 +87,20 @@ def create_app(
             await store.open()
         await store.recover()
         if dispatcher is not None:
+            await sinks.start()
             dispatcher.start()
         log.info(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
             handlers=len(handlers),
+            sinks=len(sinks),
         )
         try:
             yield
         finally:
             if dispatcher is not None:
                 await dispatcher.stop()
+            await sinks.close()
             await live_keys.stop_watching()
             await store.close()
 

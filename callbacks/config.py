@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks.errors import ConfigError
+from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
 from verify import Carrier
 from verify.metastudio import canonical_uri
@@ -112,6 +113,7 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
 
@@ -149,7 +151,9 @@ def parse_config(
     reader = _Reader(source)
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
-    reader.no_unknown(data, "", {"server", "store", "keys", "dispatch", "handlers", "routes"})
+    reader.no_unknown(
+        data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
+    )
 
     server = _read_server(reader, reader.table(data, "server"))
     store_table = reader.table(data, "store")
@@ -166,6 +170,7 @@ def parse_config(
         raise ConfigError(source, "routes", "must be an array of tables ([[routes]])")
     routes = tuple(_read_route(reader, raw, i) for i, raw in enumerate(raw_routes))
     _check_unique(reader, routes)
+    sinks = read_sinks(data.get("sinks"), source=source, routes=[r.name for r in routes])
 
     config = Config(
         source=source,
@@ -175,6 +180,7 @@ def parse_config(
         dispatch=dispatch,
         handler_modules=modules,
         routes=routes,
+        sinks=sinks,
         base_dir=base_dir,
     )
     config = apply_env_overrides(config, env)

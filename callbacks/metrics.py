@@ -64,6 +64,12 @@ DISPATCH_LAG = Histogram(
     "Time from receipt to a handler's first attempt.",
     buckets=(*_LATENCY_BUCKETS, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
+SINK_SENDS = Histogram(
+    "avatar_callbacks_sink_send_seconds",
+    "Time one envelope took to reach a sink, by sink and outcome (ok, failed, refused).",
+    ["sink", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
 
 
 class RouteMetrics:
