@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from callbacks.cli import main
-from callbacks.cli_support import parse_duration, parse_moment
+from callbacks.cli._support import parse_duration, parse_moment
 from callbacks.keyfile import read_key_file
 from callbacks.store import InboundCallback, new_delivery_id
 from callbacks.store.sqlite import SQLiteStore

@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     DurationType,
     MomentType,
     ago,

@@ -77,6 +77,11 @@ def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> 
         fail(str(exc))
 
 
+async def open_only(store: Store) -> None:
+    """An operation for :func:`run_with_store` that only opens (or upgrades) the store."""
+    return
+
+
 config_option = click.option(
     "--config", "config_path", metavar="PATH", default=None, help=CONFIG_HELP
 )

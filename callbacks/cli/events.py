@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     MomentType,
     config_option,
     echo_json,

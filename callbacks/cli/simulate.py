@@ -1,4 +1,4 @@
-"""``callbacks simulate`` and ``callbacks url mint``: talk to a receiver the way the platforms do.
+"""``callbacks simulate``: send a receiver a callback the way the platforms do.
 
 ``simulate`` signs a sample (or given) body exactly as the route's platform would: over the
 route's configured ``public_url``, with the route's primary key and the current time, in the
@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,16 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import orjson
 
-from callbacks.cli_support import (
-    DurationType,
+from callbacks.cli._support import (
     config_option,
     echo_json,
     fail,
-    iso,
     json_option,
     load_config_or_fail,
     primary_or_fail,
-    read_keys_or_fail,
     route_or_fail,
 )
 from callbacks.config import Config, RouteConfig
@@ -39,7 +35,7 @@ from callbacks.keyfile import KeyEntry
 from verify import Carrier
 from verify.metastudio import sign_headers, sign_url
 from verify.sensetime import sign as sensetime_sign
-from verify.tokens import DEFAULT_TOKEN_TTL, TOKEN_PARAM, mint_callback_url
+from verify.tokens import TOKEN_PARAM, mint_callback_url
 
 SEND_TIMEOUT = 10.0
 
@@ -393,85 +389,5 @@ def _why(answer: Answer, route: RouteConfig, key: KeyEntry, *, tamper: bool) -> 
     return f"error: the receiver answered {answer.status}; expected a 2xx"
 
 
-@click.group("url", short_help="Mint callback URLs with a signed token.")
-def url_group() -> None:
-    """Callback URLs carrying a signed token (MetaStudio `NONE` auth, async TTS jobs).
-
-    \b
-    Example:
-      callbacks url mint metastudio-tts --job tts-42
-    """
-
-
-@url_group.command("mint")
-@config_option
-@click.argument("route_name", metavar="ROUTE")
-@click.option("--job", metavar="REF", help="Bind the token to this job: only its result passes.")
-@click.option(
-    "--ttl",
-    type=DurationType(),
-    default=f"{DEFAULT_TOKEN_TTL // 86400}d",
-    show_default=True,
-    help="How long the URL is valid (30m, 24h, 7d).",
-)
-@json_option
-def mint(
-    config_path: str | None, route_name: str, job: str | None, ttl: int, as_json: bool
-) -> None:
-    """Print a callback URL for ROUTE with a signed token; give it to the platform as the job's
-    callback_url.
-
-    For MetaStudio routes with auth = "NONE" (and async TTS jobs), whose callbacks carry no
-    signature. Signed with the route's primary key; every key of the route verifies it.
-
-    \b
-    Example:
-      callbacks url mint metastudio-tts --job 7b2e1c --ttl 2d
-    """
-    if ttl <= 0:
-        raise click.BadParameter("must be longer than 0", param_hint="--ttl")
-    config = load_config_or_fail(config_path)
-    route = route_or_fail(config, route_name)
-    _require_token_route(route)
-    key = primary_or_fail(config, route)
-    now = int(time.time())
-    ring = read_keys_or_fail(config).ring(route.name)
-    try:
-        url = mint_callback_url(
-            route.public_url, route.name, ring, job=job, ttl=ttl, clock=lambda: now
-        )
-    except ValueError as exc:
-        fail(f"cannot mint a token: {exc}")
-    expires = datetime.fromtimestamp(now + ttl, UTC)
-    if as_json:
-        echo_json(
-            {
-                "url": url,
-                "route": route.name,
-                "job": job,
-                "expires_at": iso(expires),
-                "key_id": key.id,
-            }
-        )
-        return
-    click.echo(url)
-    bound = f" for job {job!r}" if job else ""
-    click.echo(f"valid until {iso(expires)}{bound}, signed with key {key.id}", err=True)
-
-
-def _require_token_route(route: RouteConfig) -> None:
-    if route.provider == "sensetime":
-        fail(
-            f"route {route.name!r} is a SenseTime route: SenseTime signs its callbacks with the "
-            'AuthKey; token URLs are for MetaStudio routes with auth = "NONE"'
-        )
-    if route.auth != "NONE":
-        fail(
-            f"route {route.name!r} uses {route.auth}: MetaStudio signs those callbacks with the "
-            'route\'s key (give it in callback_config); token URLs are for auth = "NONE" routes'
-        )
-
-
 def register(main: click.Group) -> None:
     main.add_command(simulate)
-    main.add_command(url_group)

@@ -1,9 +1,4 @@
-"""The ``callbacks`` command line: serve, db, and the operator commands.
-
-Exit codes: 0 ok, 1 the operation failed, 2 usage error (click's own). Every command finds the
-config the same way: ``--config``, else ``CALLBACKS_CONFIG``, else the development setup in
-``./.avatar-callbacks/`` if there is one.
-"""
+"""``callbacks serve``: check what users get wrong most, print the routes, run the receiver."""
 
 from __future__ import annotations
 
@@ -11,34 +6,20 @@ from dataclasses import replace
 
 import click
 
-from callbacks import cli_events, cli_keys, cli_simulate, cli_sinks
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     config_option,
     fail,
     load_config_or_fail,
+    open_only,
     resolve_config_path,
     run_with_store,
 )
 from callbacks.config import Config
 from callbacks.devsetup import ensure_dev_setup
 from callbacks.errors import KeyFileError
-from callbacks.store import Store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="avatar-callbacks")
-def main() -> None:
-    """Receive, verify and deliver SenseTime SoftSugar and Huawei MetaStudio callbacks.
-
-    \b
-    Start here:
-      callbacks serve                      # development setup, no config needed
-      callbacks simulate sensetime         # send it a correctly signed callback
-      callbacks events list                # what arrived, and what the handlers did
-    """
-
-
-@main.command()
+@click.command()
 @config_option
 @click.option("--host", default=None, help="Interface to bind (overrides [server] host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to bind.")
@@ -94,11 +75,7 @@ def _check_startable(config: Config) -> None:
         fail(str(exc))
     if not config.store.is_sqlite:
         # SQLite creates its schema at start; a shared database is migrated on purpose, once.
-        run_with_store(config, _nothing)
-
-
-async def _nothing(store: Store) -> None:
-    return None
+        run_with_store(config, open_only)
 
 
 def _print_banner(config: Config, *, dev: bool) -> None:
@@ -114,24 +91,5 @@ def _print_banner(config: Config, *, dev: bool) -> None:
         click.echo(f"  callbacks simulate {first.name}{flag}\n", err=True)
 
 
-@main.group()
-def db() -> None:
-    """Database schema commands."""
-
-
-@db.command("upgrade")
-@config_option
-def db_upgrade(config_path: str | None) -> None:
-    """Create or migrate the store's schema (run once per release, before the receivers start).
-
-    \b
-    Example:
-      callbacks db upgrade --config /etc/avatar-callbacks/callbacks.toml
-    """
-    config = load_config_or_fail(config_path)
-    run_with_store(config, _nothing, upgrade=True)
-    click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
-
-
-for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks):
-    command_module.register(main)
+def register(main: click.Group) -> None:
+    main.add_command(serve)

@@ -11,8 +11,7 @@ import sys
 
 import click
 
-from callbacks.cli_keys import reload_hint, update_key_file
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     config_option,
     echo_json,
     fail,
@@ -21,6 +20,7 @@ from callbacks.cli_support import (
     load_config_or_fail,
     read_keys_or_fail,
 )
+from callbacks.cli.keys import reload_hint, update_key_file
 from callbacks.config import Config
 from callbacks.errors import KeyFileError
 from callbacks.keyfile import KeyFile
