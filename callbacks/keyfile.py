@@ -8,11 +8,12 @@ atomically, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
 import tempfile
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,19 @@ from typing import Any, Literal
 
 import tomli_w
 
+from callbacks._toml import TomlUnreadable, read_toml
 from callbacks.errors import KeyFileError
 from verify import Key, KeyRing, key_id
+from verify.metastudio import MAX_KEY_LENGTH
+from verify.sensetime import MAX_AUTH_KEY_LENGTH
 
 KeyState = Literal["primary", "next", "previous"]
 KEY_STATES: tuple[str, ...] = ("primary", "next", "previous")
 _STATE_ORDER = {"primary": 0, "next": 1, "previous": 2}
+
+MAX_SECRET_LENGTH = min(MAX_AUTH_KEY_LENGTH, MAX_KEY_LENGTH)
+"""The longest key either platform accepts (32 characters)."""
+_TOO_LONG = f"key longer than the platforms' {MAX_SECRET_LENGTH}-character limit"
 
 HEADER = (
     "# avatar-callbacks key file: secrets. Keep it private (chmod 600).\n"
@@ -68,6 +76,11 @@ class KeyFile:
     def rings(self) -> dict[str, KeyRing]:
         return {route: self.ring(route) for route in sorted({e.route for e in self.entries})}
 
+    def primary(self, route: str) -> KeyEntry | None:
+        """The key that signs for ``route`` (what ``callbacks simulate`` and tokens use)."""
+        entries = self.for_route(route)
+        return entries[0] if entries and entries[0].state == "primary" else None
+
     def find(self, route: str, id_prefix: str) -> KeyEntry:
         """The route's key whose id starts with ``id_prefix`` (unique), as operators type it."""
         matches = [e for e in self.for_route(route) if e.id.startswith(id_prefix)]
@@ -81,10 +94,8 @@ class KeyFile:
         return replace(self, entries=tuple(entries))
 
     def add(self, route: str, secret: str, *, state: KeyState, now: datetime) -> KeyFile:
-        if len(secret) > 32:  # read_key_file refuses it: the file could not be loaded again
-            raise KeyFileError(
-                f"route {route!r}: key longer than the platforms' 32-character limit"
-            )
+        if len(secret) > MAX_SECRET_LENGTH:  # read_key_file would refuse the file written
+            raise KeyFileError(f"route {route!r}: {_TOO_LONG}")
         if any(e.secret == secret for e in self.for_route(route)):
             raise KeyFileError(f"route {route!r} already has key {key_id(secret)}")
         if state == "primary" and any(e.state == "primary" for e in self.for_route(route)):
@@ -124,12 +135,9 @@ def read_key_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> 
             f"{p}: key file is readable or writable by every user; run `chmod 600 {p}`"
         )
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"{p}: cannot be read ({type(exc).__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        # The decoder's message names a line and column, never the value on it.
-        raise KeyFileError(f"{p}: not valid TOML ({exc})") from None
+        data = read_toml(p)
+    except TomlUnreadable as exc:
+        raise KeyFileError(f"{p}: {exc.problem}") from None
     return parse_key_file(data, source=str(p))
 
 
@@ -156,8 +164,8 @@ def _parse_entry(item: object, at: str) -> KeyEntry:
         raise KeyFileError(f"{at}.route: required, a route name")
     if not isinstance(secret, str):
         raise KeyFileError(f"{at}.secret: required, a string")
-    if len(secret) > 32:
-        raise KeyFileError(f"{at}.secret: longer than the platforms' 32-character limit")
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise KeyFileError(f"{at}.secret: {_TOO_LONG}")
     if state not in KEY_STATES:
         raise KeyFileError(f"{at}.state: must be one of {', '.join(KEY_STATES)}")
     added_at = _parse_time(item.get("added_at"), f"{at}.added_at", required=False)
@@ -193,6 +201,45 @@ def dump_key_file(keyfile: KeyFile) -> str:
             row["retire_after"] = e.retire_after.replace(microsecond=0)
         rows.append(row)
     return HEADER + tomli_w.dumps({**keyfile.sections, "keys": rows})
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise edits of one key file, so two operators never lose each other's change.
+
+    The lock is a separate file: the key file itself is replaced on every write, and a lock on
+    a replaced file protects nothing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(f".{path.name}.lock")
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot lock the key file ({lock_path}: {exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_key_file(
+    path: str | os.PathLike[str],
+    change: Callable[[KeyFile], KeyFile],
+    *,
+    missing_ok: bool = False,
+) -> tuple[KeyFile, KeyFile]:
+    """Read the key file, apply ``change`` and replace the file atomically, all under an
+    exclusive lock; returns (before, after). Every failure is a :class:`KeyFileError`."""
+    p = Path(path)
+    with _locked(p):
+        before = read_key_file(p, missing_ok=missing_ok)
+        after = change(before)
+        try:
+            write_key_file(p, after)
+        except OSError as exc:
+            raise KeyFileError(f"cannot write the key file {p}: {exc.strerror}") from None
+    return before, after
 
 
 def write_key_file(path: str | os.PathLike[str], keyfile: KeyFile) -> None:
