@@ -4,16 +4,16 @@
 route's configured ``public_url``, with the route's primary key and the current time, in the
 route's carrier (SenseTime body fields, MetaStudio query parameters or headers, or a token URL for
 ``NONE`` routes). It then POSTs it to a receiver, by default the local one from ``[server]``.
-It uses only the standard library's HTTP client, so the base install needs nothing more.
+The signing and the sample bodies are :mod:`callbacks.testing`'s, the same helpers users' tests
+and ours use. It sends with the standard library's HTTP client, so the base install needs nothing
+more.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,154 +32,9 @@ from callbacks.cli._support import (
 )
 from callbacks.config import Config, RouteConfig
 from callbacks.keyfile import KeyEntry
-from verify import Carrier
-from verify.metastudio import sign_headers, sign_url
-from verify.sensetime import sign as sensetime_sign
-from verify.tokens import TOKEN_PARAM, mint_callback_url
+from callbacks.testing import SignedCallback, sample_body, sample_events, sign_callback
 
 SEND_TIMEOUT = 10.0
-
-# --------------------------------------------------------------------------- sample bodies
-
-_JOB_KINDS = ("video", "photo_video", "business_card", "subtitle")
-_LIVE_EVENTS = ("SHOOT_SCRIPT_SWITCH", "RTMP_STREAM_STATE_CHANGE", "REPLY_COMMAND_FINISH")
-
-
-def event_choices(route: RouteConfig) -> tuple[str, ...]:
-    """The documented body shapes ``--event`` can pick for ``route`` (the first is the default)."""
-    if route.provider == "sensetime":
-        return ("task", "live_room")
-    if route.kind == "tts":
-        return ("FINISHED", "ERROR", "WAITING")
-    if route.kind == "live":
-        return _LIVE_EVENTS
-    return ("SUCCEED", "FAILED")
-
-
-def sample_body(route: RouteConfig, event: str) -> dict[str, Any]:
-    """A body of the route's documented shape, with fresh ids so it is never a duplicate."""
-    job = f"sim-{secrets.token_hex(8)}"
-    if route.provider == "sensetime":
-        task = 10**11 + secrets.randbelow(9 * 10**11)
-        if event == "live_room":
-            return {"id": task, "status": 35, "userData": "callbacks simulate"}
-        return {
-            "taskId": task,
-            "type": "video",
-            "status": "SUCCESS",
-            "userData": "callbacks simulate",
-        }
-    if route.kind == "tts":
-        body: dict[str, Any] = {"status": event, "job_id": job}
-        if event == "FINISHED":
-            body |= {
-                "audio_file_download_url": f"https://example.com/simulated/{job}.mp3",
-                "subtitle_file_download_url": f"https://example.com/simulated/{job}.srt",
-                "audio_duration": 3.5,
-            }
-        return body
-    if route.kind == "live":
-        return {"event_type": event, "message": orjson.dumps(_live_message(event, job)).decode()}
-    return {"result": event, "asset_id": f"sim-asset-{secrets.token_hex(6)}", "job_id": job}
-
-
-def _live_message(event: str, job: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"room_id": "sim-room", "job_id": job}
-    if event == "SHOOT_SCRIPT_SWITCH":
-        message |= {
-            "scene_script_name": "opening",
-            "shoot_script_sequence_no": 1,
-            "shoot_script_title": "Welcome",
-        }
-    elif event == "RTMP_STREAM_STATE_CHANGE":
-        message |= {
-            "output_url": "rtmp://live.example.com/app",
-            "stream_key": "simulated-stream-key",
-            "state": "CONNECTED",
-        }
-    else:
-        message["reply_id"] = f"sim-reply-{secrets.token_hex(4)}"
-    return message
-
-
-# --------------------------------------------------------------------------- signing
-
-
-@dataclass
-class SignedRequest:
-    """What the platform would send: body, the query of the URL it calls, and headers."""
-
-    body: bytes
-    query: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def sign_request(
-    route: RouteConfig, key: KeyEntry, body: dict[str, Any], *, now: int, tamper: bool
-) -> SignedRequest:
-    """Sign ``body`` for ``route`` with ``key``; ``tamper`` breaks the signature (or token)."""
-    public_query = urlsplit(route.public_url).query
-    if route.provider == "sensetime":
-        return _sign_sensetime(route, key, body, now=now, tamper=tamper, query=public_query)
-    data = orjson.dumps(body)
-    if route.auth == "NONE":
-        job = body.get("job_id")
-        url = mint_callback_url(
-            route.public_url,
-            route.name,
-            [key.as_key()],
-            job=job if isinstance(job, str) and job else None,
-            clock=lambda: now,
-        )
-        return SignedRequest(data, _tamper_param(urlsplit(url).query, TOKEN_PARAM, tamper))
-    carrier = route.carrier
-    if carrier is Carrier.HEADERS:
-        headers = sign_headers(route.public_url, key.secret, now)
-        if tamper:
-            headers[carrier.secret_name] = flip_hex(headers[carrier.secret_name])
-        return SignedRequest(data, public_query, headers)
-    query = urlsplit(sign_url(route.public_url, key.secret, now, carrier=carrier)).query
-    return SignedRequest(data, _tamper_param(query, carrier.secret_name, tamper))
-
-
-def _sign_sensetime(
-    route: RouteConfig,
-    key: KeyEntry,
-    body: dict[str, Any],
-    *,
-    now: int,
-    tamper: bool,
-    query: str,
-) -> SignedRequest:
-    signature = sensetime_sign(route.public_url, now, key.secret)
-    signed = {**body, "timestamp": now, "signature": flip_hex(signature) if tamper else signature}
-    return SignedRequest(orjson.dumps(signed), query)
-
-
-def flip_hex(text: str) -> str:
-    """``text`` with its first hex digit changed: a signature that no longer matches."""
-    first = text[0]
-    return ("1" if first == "0" else "0") + text[1:]
-
-
-def _tamper_param(query: str, name: str, tamper: bool) -> str:
-    """The raw query with parameter ``name``'s value forged; other pairs keep their exact bytes."""
-    if not tamper:
-        return query
-    prefix = f"{name}="
-    pairs = query.split("&")
-    return "&".join(
-        prefix + _flip_token(p[len(prefix) :]) if p.startswith(prefix) else p for p in pairs
-    )
-
-
-def _flip_token(value: str) -> str:
-    """Change one character of the signature part (after the last ``.``) of a token or hex MAC."""
-    head, dot, sig = value.rpartition(".")
-    if not dot:
-        return flip_hex(value)
-    return f"{head}.{('B' if sig[0] == 'A' else 'A')}{sig[1:]}"
-
 
 # --------------------------------------------------------------------------- sending
 
@@ -201,12 +56,12 @@ def default_target(config: Config, route: RouteConfig) -> str:
     return f"http://{host}:{config.server.port}{route.path}"
 
 
-def with_query(url: str, query: str) -> str:
+def without_query(url: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
 
 
-def send(url: str, request: SignedRequest) -> Answer:
+def send(url: str, request: SignedCallback) -> Answer:
     """POST the signed request; a refused connection exits 1 with a hint."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("only http(s) URLs")
@@ -223,12 +78,12 @@ def send(url: str, request: SignedRequest) -> Answer:
         with exc:
             return Answer(exc.code, _decode(exc.read()))
     except urllib.error.URLError as exc:
-        plain = with_query(url, "")
+        plain = without_query(url)
         if isinstance(exc.reason, ConnectionRefusedError):
             fail(f"no receiver at {plain}: start one with `callbacks serve`")
         fail(f"cannot reach {plain}: {exc.reason}")
     except TimeoutError:
-        fail(f"{with_query(url, '')} did not answer within {SEND_TIMEOUT:g}s")
+        fail(f"{without_query(url)} did not answer within {SEND_TIMEOUT:g}s")
 
 
 def _decode(data: bytes) -> Any:
@@ -305,14 +160,14 @@ def simulate(
     body = _load_body(body_file) if body_file else sample_body(route, _pick_event(route, event))
     url = _target(config, route, target)
     key = primary_or_fail(config, route)
-    request = sign_request(route, key, body, now=int(time.time()), tamper=tamper)
+    request = sign_callback(route, key.secret, body, tamper=tamper)
     how = "token minted" if route.auth == "NONE" else "signed"
     click.echo(
         f"POST {url}  ({route.describe}, {how} with key {key.id} for {route.public_url}"
         f"{', tampered' if tamper else ''})",
         err=True,
     )
-    answer = send(with_query(url, request.query), request)
+    answer = send(request.url(url), request)
     expected_ok = 400 <= answer.status < 500 if tamper else 200 <= answer.status < 300
     _report(answer, route, key, tamper=tamper, ok=expected_ok, as_json=as_json)
     if not expected_ok:
@@ -320,7 +175,7 @@ def simulate(
 
 
 def _pick_event(route: RouteConfig, event: str | None) -> str:
-    choices = event_choices(route)
+    choices = sample_events(route)
     if event is None:
         return choices[0]
     for choice in choices:
@@ -352,7 +207,7 @@ def _target(config: Config, route: RouteConfig, target: str | None) -> str:
             f"{target!r} is not an http(s) URL, e.g. http://127.0.0.1:8000{route.path}",
             param_hint="--url",
         )
-    return with_query(target, "")
+    return without_query(target)
 
 
 def _report(

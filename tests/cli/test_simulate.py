@@ -19,8 +19,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from callbacks.cli import main
+from callbacks.config import load_config
 from callbacks.keyfile import read_key_file
-from verify.testing import signed_sensetime_body
+from callbacks.testing import sign_callback
 
 pytestmark = pytest.mark.slow
 
@@ -190,14 +191,10 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 10, what: str) -
 
 
 def post_sensetime(server: Receiver, route: str, secret: str) -> httpx.Response:
-    """A callback for ``route`` signed by hand with ``secret``, as SenseTime would send it."""
-    body = signed_sensetime_body(
-        f"https://hooks.example.com/cb/{route}",
-        secret,
-        {"taskId": time.time_ns()},
-        timestamp=int(time.time()),
-    )
-    return httpx.post(server.url(f"/cb/{route}"), content=body, timeout=5)
+    """A callback for ``route`` signed with ``secret`` (not necessarily its primary key)."""
+    config = load_config(server.config).route(route)
+    signed = sign_callback(config, secret, {"taskId": time.time_ns()})
+    return httpx.post(signed.url(server.url(config.path)), content=signed.body, timeout=5)
 
 
 # --------------------------------------------------------------------------- simulate
