@@ -13,7 +13,7 @@ import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,9 +89,6 @@ class KeyFile:
         if len(matches) > 1:
             raise KeyFileError(f"id prefix {id_prefix!r} matches several keys of {route!r}")
         return matches[0]
-
-    def with_entries(self, entries: Iterable[KeyEntry]) -> KeyFile:
-        return replace(self, entries=tuple(entries))
 
     def add(self, route: str, secret: str, *, state: KeyState, now: datetime) -> KeyFile:
         if len(secret) > MAX_SECRET_LENGTH:  # read_key_file would refuse the file written

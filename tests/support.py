@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import orjson
 import tomli_w
+from click.testing import CliRunner, Result
 
 from callbacks import testing
+from callbacks.cli import main
 from callbacks.config import RouteConfig, parse_config
 from callbacks.keyfile import KeyFile, write_key_file
 from callbacks.testing import SignedCallback
@@ -94,6 +96,49 @@ class Route:
         if self.allow_unsigned:
             out["allow_unsigned"] = True
         return out
+
+
+def write_config(
+    root: Path,
+    routes: Sequence[Route],
+    *,
+    port: int | None = None,
+    keys: Mapping[str, Any] | None = None,
+    store_url: str = "sqlite:///callbacks.db",
+) -> Path:
+    """``root/callbacks.toml`` for ``routes``: a SQLite store and ``keys.toml`` beside it.
+
+    ``keys`` adds ``[keys]`` settings; ``port`` sets ``[server] port``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "store": {"url": store_url},
+        "keys": {"file": "keys.toml", **(keys or {})},
+        "routes": [r.as_toml() for r in routes],
+    }
+    if port is not None:
+        config["server"] = {"port": port}
+    path = root / "callbacks.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Cli:
+    """The ``callbacks`` command, in this process, for one config file."""
+
+    config: Path
+
+    def run(self, *args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(main, [*args, "--config", str(self.config)], input=input)
+
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        result = self.run(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def json(self, *args: str) -> Any:
+        return orjson.loads(self.ok(*args, "--json").stdout)
 
 
 @dataclass

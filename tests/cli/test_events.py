@@ -12,32 +12,17 @@ from typing import cast
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
 from callbacks.store import EventStatus, InboundCallback, Outcome, StoredEvent, new_delivery_id
 from callbacks.store.sqlite import SQLiteStore
+from tests.support import Cli, Route, write_config
 
-CONFIG = """\
-[store]
-url = "sqlite:///callbacks.db"
-
-[keys]
-file = "keys.toml"
-
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "live"
-path = "/cb/live"
-provider = "metastudio"
-kind = "live"
-public_url = "https://hooks.example.com/cb/live"
-"""
+ROUTES = [
+    Route("st", "sensetime", "https://hooks.example.com/cb/st"),
+    Route("live", "metastudio", "https://hooks.example.com/cb/live", kind="live"),
+]
 
 ST_BODY = {"taskId": 42, "status": "SUCCESS", "timestamp": 1763856000, "signature": "ab" * 16}
 LIVE_MESSAGE = {"room_id": "r1", "job_id": "j1", "stream_key": "live-stream-credential"}
@@ -45,18 +30,9 @@ LIVE_BODY = {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": json.dumps(LIV
 
 
 @dataclass
-class Inbox:
-    config: Path
+class Inbox(Cli):
     db: Path
     ids: dict[str, str]  # name -> delivery id
-
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)])
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result
 
     def listing(self, *args: str) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = json.loads(
@@ -131,8 +107,7 @@ async def _finish(
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Inbox:
-    config = tmp_path / "callbacks.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = write_config(tmp_path, ROUTES)
     db = tmp_path / "callbacks.db"
     return Inbox(config, db, asyncio.run(_fill(db)))
 
@@ -192,9 +167,7 @@ def test_list_usage_errors(inbox: Inbox) -> None:
 
 
 def test_a_store_without_schema_says_what_to_run(tmp_path: Path) -> None:
-    config = tmp_path / "callbacks.toml"
-    config.write_text(CONFIG, encoding="utf-8")
-    result = CliRunner().invoke(main, ["events", "list", "--config", str(config)])
+    result = Cli(write_config(tmp_path, ROUTES)).run("events", "list")
     assert result.exit_code == 1
     assert "callbacks db upgrade" in result.output
 

@@ -11,63 +11,38 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
 from callbacks.cli._support import parse_duration, parse_moment
 from callbacks.keyfile import read_key_file
 from callbacks.store import InboundCallback, new_delivery_id
 from callbacks.store.sqlite import SQLiteStore
+from tests.support import Cli, Route, write_config
 from verify import key_id
 from verify.metastudio import validate_key
 from verify.sensetime import validate_auth_key
 
-CONFIG = """\
-[store]
-url = "sqlite:///callbacks.db"
-
-[keys]
-file = "keys.toml"
-{keys_extra}
-
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "ms"
-path = "/cb/ms"
-provider = "metastudio"
-kind = "video"
-public_url = "https://hooks.example.com/cb/ms"
-"""
+ROUTES = [
+    Route("st", "sensetime", "https://hooks.example.com/cb/st"),
+    Route("ms", "metastudio", "https://hooks.example.com/cb/ms", kind="video"),
+]
 
 
-class Setup:
-    def __init__(self, root: Path, keys_extra: str = "") -> None:
+class Setup(Cli):
+    def __init__(self, root: Path, keys: dict[str, object] | None = None) -> None:
+        super().__init__(write_config(root, ROUTES, keys=keys))
         self.root = root
-        self.config = root / "callbacks.toml"
-        self.config.write_text(CONFIG.format(keys_extra=keys_extra), encoding="utf-8")
         self.keys = root / "keys.toml"
         self.db = root / "callbacks.db"
 
-    def run(self, *args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)], input=input)
-
-    def ok(self, *args: str, input: str | None = None) -> Result:
-        result = self.run(*args, input=input)
-        assert result.exit_code == 0, result.output
-        return result
-
     def add(self, route: str) -> tuple[str, str]:
         """Add a generated key; returns (id, secret)."""
-        data = json.loads(self.ok("keys", "add", route, "--generate", "--json").stdout)
+        data = self.json("keys", "add", route, "--generate")
         return data["id"], data["key"]
 
     def listing(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = json.loads(self.ok("keys", "list", "--json").stdout)
+        rows: list[dict[str, object]] = self.json("keys", "list")
         return rows
 
     def record_callback(self, route: str, kid: str, *, at: float) -> None:
@@ -291,7 +266,7 @@ def test_retire_force_skips_the_quiet_period(setup: Setup) -> None:
 
 
 def test_retire_quiet_period_comes_from_the_config(tmp_path: Path) -> None:
-    setup = Setup(tmp_path, keys_extra="quiet_period_hours = 0.1")
+    setup = Setup(tmp_path, keys={"quiet_period_hours": 0.1})
     old, _ = setup.add("st")
     new, _ = setup.add("st")
     setup.ok("keys", "promote", "st", new)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,73 +15,29 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
 from callbacks.config import load_config
 from callbacks.keyfile import read_key_file
 from callbacks.testing import sign_callback
+from tests.support import Cli, Route, free_port, write_config
 
 pytestmark = pytest.mark.slow
 
-ROUTES = """\
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "rot"
-path = "/cb/rot"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/rot"
-
-[[routes]]
-name = "expiring"
-path = "/cb/expiring"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/expiring"
-
-[[routes]]
-name = "video"
-path = "/cb/video"
-provider = "metastudio"
-kind = "video"
-public_url = "https://hooks.example.com/cb/video?tenant=acme&env=prod"
-
-[[routes]]
-name = "live"
-path = "/cb/live"
-provider = "metastudio"
-kind = "live"
-public_url = "https://hooks.example.com:8443/cb/live"
-
-[[routes]]
-name = "live-head"
-path = "/cb/live-head"
-provider = "metastudio"
-kind = "live"
-auth = "MSS_A_HEAD"
-public_url = "https://hooks.example.com/cb/live-head"
-
-[[routes]]
-name = "tts"
-path = "/cb/tts"
-provider = "metastudio"
-kind = "tts"
-public_url = "https://hooks.example.com/cb/tts?k=v"
-"""
+H = "https://hooks.example.com"
+ROUTES = [
+    Route("st", "sensetime", f"{H}/cb/st"),
+    Route("rot", "sensetime", f"{H}/cb/rot"),
+    Route("expiring", "sensetime", f"{H}/cb/expiring"),
+    Route("video", "metastudio", f"{H}/cb/video?tenant=acme&env=prod", kind="video"),
+    Route("live", "metastudio", f"{H}:8443/cb/live", kind="live"),
+    Route("live-head", "metastudio", f"{H}/cb/live-head", kind="live", auth="MSS_A_HEAD"),
+    Route("tts", "metastudio", f"{H}/cb/tts?k=v", kind="tts"),
+]
 
 ALL_ROUTES = ("st", "rot", "expiring", "video", "live", "live-head", "tts")
 SIGNED_ROUTES = ("st", "video", "live", "live-head", "tts")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def callbacks_command() -> list[str]:
@@ -93,23 +48,14 @@ def callbacks_command() -> list[str]:
 
 
 @dataclass
-class Receiver:
+class Receiver(Cli):
     root: Path
-    config: Path
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)])
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result
-
     def add(self, route: str) -> tuple[str, str]:
-        data = json.loads(self.ok("keys", "add", route, "--generate", "--json").stdout)
+        data = self.json("keys", "add", route, "--generate")
         return data["id"], data["key"]
 
     def url(self, path: str, query: str = "") -> str:
@@ -160,13 +106,8 @@ class Receiver:
 
 def make_receiver(root: Path, *, reload_interval: float = 1.0) -> Receiver:
     port = free_port()
-    config = root / "callbacks.toml"
-    config.write_text(
-        f'[server]\nport = {port}\n\n[store]\nurl = "sqlite:///callbacks.db"\n\n'
-        f'[keys]\nfile = "keys.toml"\nreload_interval = {reload_interval}\n\n{ROUTES}',
-        encoding="utf-8",
-    )
-    return Receiver(root, config, port, root / "receiver.log")
+    config = write_config(root, ROUTES, port=port, keys={"reload_interval": reload_interval})
+    return Receiver(config, root, port, root / "receiver.log")
 
 
 @pytest.fixture(scope="module")
