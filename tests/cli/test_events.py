@@ -256,10 +256,41 @@ def test_purge_before_an_age_keeps_newer_and_pending_events(inbox: Inbox) -> Non
     assert inbox.ids["pending"] in {r["id"] for r in inbox.listing()}
 
 
+def test_purge_keeps_dead_events_unless_asked(inbox: Inbox) -> None:
+    kept = inbox.ok("events", "purge", "--before", "10s")
+    assert "purged 3 event(s)" in kept.stdout  # old, delivered, duplicate
+    assert "pending and dead events are kept" in kept.stdout
+    left = {r["id"]: r["status"] for r in inbox.listing()}
+    assert left == {inbox.ids[n]: s for n, s in _DEAD_AND_PENDING.items()}
+    gone = inbox.ok("events", "purge", "--before", "10s", "--include-dead")
+    assert "purged 2 event(s)" in gone.stdout
+    assert [r["status"] for r in inbox.listing()] == ["pending"]
+
+
+_DEAD_AND_PENDING = {"dead": "dead", "dead_live": "dead", "pending": "pending"}
+
+
+def test_purge_dry_run_counts_and_deletes_nothing(inbox: Inbox) -> None:
+    before = inbox.listing()
+    result = inbox.ok("events", "purge", "--before", "10s", "--include-dead", "--dry-run")
+    assert "would purge 5 event(s)" in result.stdout
+    data = inbox.json("events", "purge", "--before", "1h", "--dry-run")
+    assert (data["would_purge"], data["purged"], data["dry_run"]) == (2, 0, True)
+    assert inbox.listing() == before
+
+
+@pytest.mark.parametrize("cut_off", ["0d", "0s", "2999-01-01", "2999-01-01T00:00:00Z"])
+def test_purge_refuses_a_cut_off_that_is_not_in_the_past(inbox: Inbox, cut_off: str) -> None:
+    before = inbox.listing()
+    result = inbox.run("events", "purge", "--before", cut_off, "--include-dead")
+    assert result.exit_code == 2
+    assert "is not in the past" in result.output
+    assert inbox.listing() == before
+
+
 def test_purge_before_a_date(inbox: Inbox) -> None:
     assert "purged 0 event(s)" in inbox.ok("events", "purge", "--before", "2000-01-01").stdout
-    assert "purged 5 event(s)" in inbox.ok("events", "purge", "--before", "2999-01-01").stdout
-    assert [r["status"] for r in inbox.listing()] == ["pending"]
+    assert len(inbox.listing()) == 6
 
 
 def test_purge_needs_before(inbox: Inbox) -> None:
