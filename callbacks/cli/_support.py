@@ -19,7 +19,7 @@ from callbacks.config import CONFIG_ENV, Config, RouteConfig, load_config
 from callbacks.devsetup import DEV_CONFIG
 from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
 from callbacks.keyfile import KeyEntry, KeyFile, read_key_file, update_key_file
-from callbacks.store import Store, open_store
+from callbacks.store import Store, open_store, sqlite_path
 
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 
@@ -55,6 +55,14 @@ def load_config_or_fail(path: str | None) -> Config:
 
 def store_for(config: Config) -> Store:
     return open_store(config.store.url, base_dir=config.base_dir)
+
+
+def missing_sqlite_file(config: Config) -> Path | None:
+    """The SQLite store's file if the config names one that does not exist yet, else None."""
+    if not config.store.is_sqlite:
+        return None
+    path = sqlite_path(config.store.url, base_dir=config.base_dir)
+    return None if path.exists() else path
 
 
 def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:

@@ -31,6 +31,7 @@ from callbacks.cli._support import (
     iso,
     json_option,
     load_config_or_fail,
+    missing_sqlite_file,
     read_keys_or_fail,
     reload_hint,
     route_or_fail,
@@ -58,8 +59,21 @@ def _read_key_option(value: str) -> str:
 # --------------------------------------------------------------------------- key usage
 
 
+class _NoStoreYet(StoreUnavailable):
+    """The SQLite file is not there: no receiver has run with this config yet."""
+
+
 def load_key_usage(config: Config) -> dict[tuple[str, str], KeyUsage]:
-    """When each key last verified a callback, from the store. Raises StoreUnavailable."""
+    """When each key last verified a callback, from the store. Raises StoreUnavailable.
+
+    A SQLite store that does not exist yet is not created here (opening it would, empty), and
+    raises :class:`_NoStoreYet`: the receiver creates it at its first start.
+    """
+    missing = missing_sqlite_file(config)
+    if missing is not None:
+        raise _NoStoreYet(
+            f"the SQLite store {missing} does not exist yet; `callbacks serve` creates it"
+        )
 
     async def run() -> list[KeyUsage]:
         store = store_for(config)
@@ -364,6 +378,9 @@ def list_keys(config_path: str | None, route_name: str | None, as_json: bool) ->
         _warn_unconfigured(config, keyfile)
     try:
         usage: dict[tuple[str, str], KeyUsage] | None = load_key_usage(config)
+    except _NoStoreYet:
+        click.echo("note: no usage recorded: no receiver has run with this config yet", err=True)
+        usage = {}
     except StoreUnavailable as exc:
         click.echo(f"warning: key usage unknown, the store is unavailable: {exc}", err=True)
         usage = None

@@ -284,10 +284,12 @@ def test_retire_an_unused_next_key(setup: Setup) -> None:
 def test_retire_refuses_when_usage_cannot_be_checked(setup: Setup) -> None:
     setup.add("st")
     spare, _ = setup.add("st")
-    result = setup.run("keys", "retire", "st", spare)  # the store has no schema yet
+    result = setup.run("keys", "retire", "st", spare)  # no receiver has created the store yet
     assert result.exit_code == 1
     assert "cannot tell when key" in result.output
-    assert "callbacks db upgrade" in result.output
+    assert "does not exist yet" in result.output
+    assert "--force" in result.output
+    assert not setup.db.exists()
 
 
 # --------------------------------------------------------------------------- list
@@ -315,8 +317,21 @@ def test_list_joins_keys_with_their_usage(setup: Setup) -> None:
     assert primary_secret not in table
 
 
-def test_list_without_a_store_shows_keys_and_says_usage_is_unknown(setup: Setup) -> None:
+def test_list_before_the_first_serve_creates_no_database(setup: Setup) -> None:
     kid, _ = setup.add("ms")
+    result = setup.ok("keys", "list", "--route", "ms")
+    assert kid in result.stdout
+    assert "no usage recorded" in result.output
+    assert "db upgrade" not in result.output, "SQLite needs no migration step"
+    assert "never" in result.stdout
+    (row,) = setup.listing()
+    assert (row["last_verified_at"], row["verified_24h"]) == (None, 0)
+    assert not setup.db.exists(), "listing keys must not create the store"
+
+
+def test_list_with_an_unusable_store_shows_keys_and_says_usage_is_unknown(setup: Setup) -> None:
+    kid, _ = setup.add("ms")
+    setup.db.write_bytes(b"not a database at all")
     result = setup.ok("keys", "list", "--route", "ms")
     assert kid in result.stdout
     assert "key usage unknown" in result.output
