@@ -2,8 +2,8 @@
 
 A route's ring is ordered primary, then next, then previous. ``next`` keys verify before they are
 primary (so the receiver accepts the new key before the platform is switched to it), ``previous``
-keys verify until their ``retire_after`` moment. The file is private (0600) and always replaced
-atomically, so a reader never sees half a file.
+keys verify until their ``retire_after`` moment. The file is private (created 0600; a rewrite keeps
+its owner, group and mode) and always replaced atomically, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -200,6 +200,27 @@ def dump_key_file(keyfile: KeyFile) -> str:
     return HEADER + tomli_w.dumps({**keyfile.sections, "keys": rows})
 
 
+def _take_over_ownership(fd: int, path: Path) -> None:
+    """Give the open file ``fd`` the owner, group and mode of ``path`` (0600 if there is none)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        os.fchmod(fd, 0o600)
+        return
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except PermissionError:
+            raise KeyFileError(
+                f"{path} belongs to uid {st.st_uid}, gid {st.st_gid}: rewritten by uid "
+                f"{os.geteuid()} it would change hands and the receiver might not read it; run "
+                "this as the file's owner or as root"
+            ) from None
+    mode = stat.S_IMODE(st.st_mode)
+    # A mode that lets every user in was never meant: such a file becomes private, not kept.
+    os.fchmod(fd, 0o600 if mode & 0o007 else mode)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Serialise edits of one key file, so two operators never lose each other's change.
@@ -214,6 +235,10 @@ def _locked(path: Path) -> Iterator[None]:
     except OSError as exc:
         raise KeyFileError(f"cannot lock the key file ({lock_path}: {exc.strerror})") from None
     try:
+        with contextlib.suppress(OSError):  # the file's owner must be able to lock it next time
+            st = path.stat()
+            if os.geteuid() == 0 and os.fstat(fd).st_uid != st.st_uid:
+                os.fchown(fd, st.st_uid, st.st_gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -240,13 +265,19 @@ def update_key_file(
 
 
 def write_key_file(path: str | os.PathLike[str], keyfile: KeyFile) -> None:
-    """Replace the key file atomically (temp file in the same folder, fsync, rename), mode 0600."""
+    """Replace the key file atomically (temp file in the same folder, fsync, rename).
+
+    A new file is mode 0600. A rewrite keeps the file's owner, group and mode (0600 instead of a
+    mode open to every user): ``sudo callbacks keys add`` must not hand a ``nobody``-owned file
+    to root, where the service could no longer read it. Raises KeyFileError, before changing
+    anything, when the owner cannot be kept.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = dump_key_file(keyfile)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        os.fchmod(fd, 0o600)
+        _take_over_ownership(fd, p)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -339,6 +339,40 @@ def test_list_with_an_unusable_store_shows_keys_and_says_usage_is_unknown(setup:
     assert row["verified_24h"] is None
 
 
+NOBODY = 65534  # nobody / nogroup on Debian; any ids other than root's would do
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_every_rewrite_as_root_keeps_the_key_files_owner_and_group(setup: Setup) -> None:
+    first, _ = setup.add("st")
+    os.chown(setup.keys, NOBODY, NOBODY)
+    os.chmod(setup.keys, 0o600)
+    kid, _ = setup.add("st")
+    for args in (
+        ("keys", "promote", "st", kid),
+        ("keys", "add", "ms", "--generate"),
+        ("keys", "retire", "st", first, "--force"),
+    ):
+        setup.ok(*args)
+        st = setup.keys.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o600), args
+    lock = setup.keys.with_name(f".{setup.keys.name}.lock")
+    assert (lock.stat().st_uid, lock.stat().st_gid) == (NOBODY, NOBODY), "the owner can lock it"
+
+
+def test_a_rewrite_keeps_a_group_readable_mode(setup: Setup) -> None:
+    setup.add("st")
+    os.chmod(setup.keys, 0o640)
+    setup.add("st")
+    assert stat.S_IMODE(setup.keys.stat().st_mode) == 0o640
+    assert len(read_key_file(setup.keys).for_route("st")) == 2
+
+
+def test_a_new_key_file_is_private(setup: Setup) -> None:
+    setup.add("st")
+    assert stat.S_IMODE(setup.keys.stat().st_mode) == 0o600
+
+
 def test_a_world_readable_key_file_is_refused(setup: Setup) -> None:
     kid, _ = setup.add("st")
     os.chmod(setup.keys, 0o644)
