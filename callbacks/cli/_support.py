@@ -222,6 +222,18 @@ def read_keys_or_fail(config: Config, *, missing_ok: bool = False) -> KeyFile:
         fail(str(exc))
 
 
+def default_target(config: Config, route: RouteConfig) -> str:
+    """Where a local receiver serving ``config`` takes ``route``'s callbacks."""
+    host = config.server.host
+    if host in ("0.0.0.0", ""):  # noqa: S104 - we connect to it, not bind it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}{route.path}"
+
+
 def primary_or_fail(config: Config, route: RouteConfig) -> KeyEntry:
     entry = read_keys_or_fail(config).primary(route.name)
     if entry is None:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from callbacks.cli._support import (
     config_option,
+    default_target,
     fail,
     load_config_or_fail,
     open_only,
     resolve_config_path,
     run_with_store,
 )
-from callbacks.config import Config
+from callbacks.config import Config, RouteConfig, load_config
 from callbacks.devsetup import ensure_dev_setup
-from callbacks.errors import KeyFileError
+from callbacks.errors import ConfigError, KeyFileError
 
 
 @click.command()
@@ -37,8 +41,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     from callbacks.server import run
 
     resolved = resolve_config_path(config_path)
-    dev = resolved is None
-    if dev:
+    if resolved is None:
         try:
             resolved = ensure_dev_setup(port=port or 8000)
         except (OSError, KeyFileError) as exc:
@@ -56,13 +59,13 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
         fail("the SQLite store takes one worker process; use a postgresql:// store for several")
     config = replace(config, server=server)
     _check_startable(config)
-    _print_banner(config, dev=dev)
+    _print_banner(config)
     run(config)
 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.errors import ConfigError, HandlerLoadError
+    from callbacks.errors import HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
     from callbacks.sinks.delivery import check_sinks
@@ -78,17 +81,40 @@ def _check_startable(config: Config) -> None:
         run_with_store(config, open_only)
 
 
-def _print_banner(config: Config, *, dev: bool) -> None:
+def _print_banner(config: Config) -> None:
     base = f"http://{config.server.host}:{config.server.port}"
     click.echo(f"avatar-callbacks receiver on {base}  (config: {config.source})", err=True)
     for route in config.routes:
         click.echo(f"  POST {route.path:<34} {route.describe}", err=True)
         click.echo(f"       signed for {route.public_url}", err=True)
     if config.routes:
-        first = config.routes[0]
-        flag = "" if dev else f" --config {config.source}"
         click.echo("\nSend a correctly signed test callback from another terminal:", err=True)
-        click.echo(f"  callbacks simulate {first.name}{flag}\n", err=True)
+        click.echo(f"  {simulate_command(config, config.routes[0])}\n", err=True)
+
+
+def simulate_command(config: Config, route: RouteConfig) -> str:
+    """A ``callbacks simulate`` line that works pasted as it is into another terminal: from any
+    folder, without the virtual environment active, without this shell's environment."""
+    args = [*_this_command(), "simulate", route.name, "--config", config.source]
+    target = default_target(config, route)
+    try:
+        as_written = default_target(load_config(config.source, env={}), route)
+    except ConfigError:
+        as_written = None
+    if target != as_written:  # --port, --host or CALLBACKS_PORT chose another address
+        args += ["--url", target]
+    return shlex.join(args)
+
+
+def _this_command() -> list[str]:
+    """How to run the ``callbacks`` that is running now, by absolute path."""
+    script = Path(sys.argv[0])
+    if script.name == "callbacks" and script.is_file():
+        return [str(script.absolute())]
+    beside = Path(sys.executable).parent / "callbacks"  # the interpreter's (venv's) scripts
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-m", "callbacks.cli"]
 
 
 def register(main: click.Group) -> None:

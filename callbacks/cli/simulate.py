@@ -23,6 +23,7 @@ import orjson
 
 from callbacks.cli._support import (
     config_option,
+    default_target,
     echo_json,
     fail,
     json_option,
@@ -43,17 +44,6 @@ SEND_TIMEOUT = 10.0
 class Answer:
     status: int
     content: Any
-
-
-def default_target(config: Config, route: RouteConfig) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", ""):  # noqa: S104 - we connect to it, not bind it
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}{route.path}"
 
 
 def without_query(url: str) -> str:
