@@ -104,11 +104,13 @@ def write_config(
     *,
     port: int | None = None,
     keys: Mapping[str, Any] | None = None,
+    handlers: Sequence[str] = (),
     store_url: str = "sqlite:///callbacks.db",
 ) -> Path:
     """``root/callbacks.toml`` for ``routes``: a SQLite store and ``keys.toml`` beside it.
 
-    ``keys`` adds ``[keys]`` settings; ``port`` sets ``[server] port``.
+    ``keys`` adds ``[keys]`` settings; ``port`` sets ``[server] port``; ``handlers`` names the
+    handler modules.
     """
     root.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -118,6 +120,8 @@ def write_config(
     }
     if port is not None:
         config["server"] = {"port": port}
+    if handlers:
+        config["handlers"] = {"modules": list(handlers)}
     path = root / "callbacks.toml"
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path

@@ -72,7 +72,7 @@ def _check_startable(config: Config) -> None:
 
     try:
         read_key_file(config.keys.file)
-        load_handlers(config.handler_modules)
+        load_handlers(config.handler_modules, config_dir=config.base_dir)
         check_sinks(config)
     except (KeyFileError, HandlerLoadError, ConfigError) as exc:
         fail(str(exc))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from callbacks.devsetup import ensure_dev_setup
-from tests.support import Route, free_port, wait_for, write_config
+from tests.support import Cli, Route, free_port, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +115,50 @@ def test_the_banner_command_follows_callbacks_port(tmp_path: Path) -> None:
         sent = _paste(command, tmp_path)
     assert sent.returncode == 0, f"{command}\n{sent.stdout}{sent.stderr}"
     assert sent.stdout.startswith("200 stored"), sent.stdout
+
+
+HANDLER_PACKAGE = """
+import os
+from callbacks import Handlers
+
+handlers = Handlers()
+
+@handlers.on_any
+def record(event):
+    with open(os.path.join(os.path.dirname(__file__), "..", "handled.txt"), "a") as f:
+        f.write(event.delivery_id + "\\n")
+"""
+
+
+def test_a_handler_package_next_to_the_config_is_found(tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    (folder / "myhandlers").mkdir(parents=True)
+    (folder / "myhandlers" / "__init__.py").write_text(HANDLER_PACKAGE)
+    elsewhere.mkdir()
+    port = free_port()
+    config = write_config(folder, [ST], port=port, handlers=["myhandlers"])
+    subprocess.run(
+        [str(SCRIPT), "keys", "add", "st", "--generate", "--config", str(config)],
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
+    with serving(["--config", str(config)], elsewhere, port) as log:
+        sent = _paste(_banner_command(log), elsewhere)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        delivery = sent.stdout.split("delivery_id=")[1].strip()
+        handled = folder / "handled.txt"
+        assert wait_for(lambda: handled.exists() and delivery in handled.read_text()), (
+            log.read_text()
+        )
+
+
+def test_a_missing_handler_module_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [ST], handlers=["nowhere_to_be_found"])
+    (tmp_path / "keys.toml").write_text("")
+    os.chmod(tmp_path / "keys.toml", 0o600)
+    result = Cli(config).run("serve")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "handler module 'nowhere_to_be_found' cannot be imported" in line
+    assert f"the config folder ({tmp_path})" in line
