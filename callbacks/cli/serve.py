@@ -21,6 +21,7 @@ from callbacks.cli._support import (
 from callbacks.config import Config, RouteConfig, load_config
 from callbacks.devsetup import ensure_dev_setup
 from callbacks.errors import ConfigError, KeyFileError
+from callbacks.store import Store
 
 
 @click.command()
@@ -76,9 +77,18 @@ def _check_startable(config: Config) -> None:
         check_sinks(config)
     except (KeyFileError, HandlerLoadError, ConfigError) as exc:
         fail(str(exc))
-    if not config.store.is_sqlite:
-        # SQLite creates its schema at start; a shared database is migrated on purpose, once.
+    if config.store.is_sqlite:
+        # One receiver per SQLite file: take its server lock (and let go) now, so a second one
+        # fails here in one line rather than in a traceback after the banner. The schema is what
+        # the receiver's start creates first anyway.
+        run_with_store(config, _take_server_lock, upgrade=True)
+    else:
+        # A shared database is migrated on purpose, once (`callbacks db upgrade`).
         run_with_store(config, open_only)
+
+
+async def _take_server_lock(store: Store) -> None:
+    await store.recover()
 
 
 def _print_banner(config: Config) -> None:

@@ -162,3 +162,23 @@ def test_a_missing_handler_module_says_where_it_was_looked_for(tmp_path: Path) -
     (line,) = result.output.strip().splitlines()
     assert "handler module 'nowhere_to_be_found' cannot be imported" in line
     assert f"the config folder ({tmp_path})" in line
+
+
+def test_a_second_receiver_on_the_same_sqlite_file_fails_in_one_line(tmp_path: Path) -> None:
+    first = free_port()
+    config = write_config(tmp_path, [ST], port=first)
+    Cli(config).ok("keys", "add", "st", "--generate")
+    with serving(["--config", str(config)], tmp_path, first):
+        second = subprocess.run(
+            [*_serve_command(), "--config", str(config), "--port", str(free_port())],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 1
+    assert second.stdout == ""
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith("error: another receiver process already serves SQLite store")
+    assert "PostgreSQL" in line
