@@ -21,7 +21,8 @@ from callbacks.errors import SchemaOutOfDate
 
 EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
 EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
-SCHEMA_VERSION = 1
+# 1: the first schema. 2: unambiguous dedupe keys covering all content (callbacks.dedupe).
+SCHEMA_VERSION = 2
 
 
 def new_delivery_id(now: float | None = None) -> str:

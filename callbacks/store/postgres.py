@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -49,6 +49,7 @@ from callbacks.store.base import (
     replay_where,
 )
 from callbacks.store.group_commit import GroupCommit
+from callbacks.store.rekey import PAGE, rekeyed
 
 Connection = psycopg.AsyncConnection[TupleRow]
 _Leased = tuple[InboundCallback, Lease | None]  # what accept() queues for the group commit
@@ -61,39 +62,68 @@ VERSIONS = "avatar_callbacks_schema_version"
 _UPGRADE_LOCK = 0x41564342  # "AVCB"
 _MAX_BATCH = 256
 
-# Migrations by the version they bring the schema to; each runs in the upgrade transaction.
-# ``id`` uses the "C" collation: ids are hex and sort by arrival, and byte order makes the primary
-# key index serve prefix look-ups (LIKE 'abc%') and newest-first listing whatever the database's
-# default collation is.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
-            id TEXT COLLATE "C" PRIMARY KEY,
-            route TEXT NOT NULL,
-            provider TEXT NOT NULL,
-            event_type TEXT NOT NULL,
-            dedupe_key TEXT,
-            duplicate_of TEXT,
-            key_id TEXT,
-            received_at DOUBLE PRECISION NOT NULL,
-            body BYTEA NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at DOUBLE PRECISION NOT NULL,
-            claimed_until DOUBLE PRECISION,
-            claimed_by TEXT,
-            handler_state JSONB NOT NULL DEFAULT '{{}}'::jsonb,
-            last_error TEXT,
-            updated_at DOUBLE PRECISION NOT NULL,
-            CONSTRAINT {EVENTS}_dedupe_key UNIQUE (dedupe_key)
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_due ON {EVENTS} (next_attempt_at) "
-        "WHERE status = 'pending'",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_key_usage ON {EVENTS} (route, key_id, received_at)",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_received ON {EVENTS} (received_at)",
-        f"CREATE TABLE IF NOT EXISTS {VERSIONS} (version INTEGER NOT NULL)",
-    ),
-}
+# Schema 1. ``id`` uses the "C" collation: ids are hex and sort by arrival, and byte order makes
+# the primary key index serve prefix look-ups (LIKE 'abc%') and newest-first listing whatever the
+# database's default collation is.
+_SCHEMA_1: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        route TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        dedupe_key TEXT,
+        duplicate_of TEXT,
+        key_id TEXT,
+        received_at DOUBLE PRECISION NOT NULL,
+        body BYTEA NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_until DOUBLE PRECISION,
+        claimed_by TEXT,
+        handler_state JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+        last_error TEXT,
+        updated_at DOUBLE PRECISION NOT NULL,
+        CONSTRAINT {EVENTS}_dedupe_key UNIQUE (dedupe_key)
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_due ON {EVENTS} (next_attempt_at) "
+    "WHERE status = 'pending'",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_key_usage ON {EVENTS} (route, key_id, received_at)",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_received ON {EVENTS} (received_at)",
+    f"CREATE TABLE IF NOT EXISTS {VERSIONS} (version INTEGER NOT NULL)",
+)
+
+
+async def _rekey_events(conn: Connection) -> None:
+    """Schema 2: unambiguous dedupe keys over all of a body's content (see rekey.py)."""
+    seen: set[str] = set()
+    last = ""
+    while True:
+        cur = await conn.execute(
+            f"SELECT id, route, provider, body FROM {EVENTS} "  # noqa: S608
+            "WHERE id > %s AND dedupe_key IS NOT NULL ORDER BY id LIMIT %s",
+            (last, PAGE),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return
+        updates = rekeyed(rows, seen)
+        if updates:
+            await cur.executemany(
+                f"UPDATE {EVENTS} SET dedupe_key = %s WHERE id = %s",  # noqa: S608
+                updates,
+            )
+        last = rows[-1][0]
+
+
+Step = str | Callable[[Connection], Awaitable[None]]
+
+# Each entry brings the schema to its version, in the upgrade transaction: SQL statements, or a
+# coroutine for a data step. A fresh schema runs them all. In version order.
+_MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
+    (1, _SCHEMA_1),
+    (2, (_rekey_events,)),
+)
 
 
 def _columns(alias: str = "") -> str:
@@ -497,9 +527,14 @@ async def _migrate(conn: Connection) -> int | None:
             (_UPGRADE_LOCK,),
         )
         current = await _schema_version(conn) or 0
-        for version in sorted(v for v in _MIGRATIONS if v > current):
-            for statement in _MIGRATIONS[version]:
-                await conn.execute(statement)
+        for version, steps in _MIGRATIONS:
+            if version <= current:
+                continue
+            for step in steps:
+                if isinstance(step, str):
+                    await conn.execute(step)
+                else:
+                    await step(conn)
         if current == 0:
             await conn.execute(
                 f"INSERT INTO {VERSIONS} (version) VALUES (%s)",  # noqa: S608

@@ -45,14 +45,16 @@ from callbacks.store.base import (
     replay_where,
 )
 from callbacks.store.group_commit import GroupCommit
+from callbacks.store.rekey import PAGE, rekeyed
 
 T = TypeVar("T")
 _MAX_BATCH = 512
 # Twelve parameters a row; SQLite before 3.32 allows 999 per statement.
 _ROWS_PER_INSERT = 80
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+# Schema 1: the tables. Later versions change them in :data:`_MIGRATIONS`.
+_SCHEMA_1 = (
+    """CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
     route TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -70,12 +72,40 @@ CREATE TABLE IF NOT EXISTS events (
     handler_state TEXT NOT NULL DEFAULT '{}',
     last_error TEXT,
     updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS events_key_usage ON events (route, key_id, received_at);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS events_key_usage ON events (route, key_id, received_at)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+)
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA_1:
+        conn.execute(statement)
+
+
+def _rekey_events(conn: sqlite3.Connection) -> None:
+    """Schema 2: unambiguous dedupe keys over all of a body's content (see rekey.py)."""
+    seen: set[str] = set()
+    last = ""
+    while True:
+        rows = conn.execute(
+            "SELECT id, route, provider, body FROM events "
+            "WHERE id > ? AND dedupe_key IS NOT NULL ORDER BY id LIMIT ?",
+            (last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany("UPDATE events SET dedupe_key = ? WHERE id = ?", rekeyed(rows, seen))
+        last = rows[-1][0]
+
+
+# Each step brings the schema to its version; a fresh file runs them all. In version order.
+_MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (1, _create_tables),
+    (2, _rekey_events),
+)
 
 _COLUMNS = event_columns()
 # The same columns as JSON values: the body as hex (any bytes survive), the handler state as the
@@ -141,7 +171,7 @@ class SQLiteStore:
 
     async def _start(self, *, create: bool) -> None:
         if self._conn is not None:
-            if create:  # executescript commits on its own: keep it off the batches' connection
+            if create:  # a transaction of its own: keep it off the batches' connection
                 await asyncio.to_thread(self._create_on_side_connection)
             return
         try:
@@ -549,9 +579,20 @@ def _run_atomic(conn: sqlite3.Connection, job: _Job) -> None:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(_SCHEMA)
-    if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    """Apply the missing migrations, all in one write transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = _schema_version(conn) or 0
+        if current < SCHEMA_VERSION:
+            for version, step in _MIGRATIONS:
+                if version > current:
+                    step(conn)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:
