@@ -43,6 +43,7 @@ from callbacks.store.base import (
     Outcome,
     StoredEvent,
     check_schema_version,
+    duplicate_digest,
     event_columns,
     event_from_row,
     replay_updates,
@@ -122,7 +123,15 @@ Step = str | Callable[[Connection], Awaitable[None]]
 # coroutine for a data step. A fresh schema runs them all. In version order.
 _MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
     (1, _SCHEMA_1),
-    (2, (_rekey_events,)),
+    (
+        2,
+        (
+            _rekey_events,
+            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS body_sha256 TEXT",
+            f"UPDATE {EVENTS} SET body_sha256 = encode(sha256(body), 'hex'), body = ''::bytea "  # noqa: S608
+            "WHERE status = 'duplicate'",
+        ),
+    ),
 )
 
 
@@ -150,14 +159,16 @@ RETURNING id
 
 _ORIGINALS_SQL = f"SELECT dedupe_key, id FROM {EVENTS} WHERE dedupe_key = ANY(%s)"  # noqa: S608
 
+# A duplicate keeps its metadata and the digest of its body, not the body: replays of one large
+# callback must not fill the disk.
 _BATCH_DUPLICATES_SQL = f"""
 INSERT INTO {EVENTS} (id, route, provider, event_type, duplicate_of, key_id, received_at, body,
-                      status, next_attempt_at, updated_at)
-SELECT id, route, provider, event_type, duplicate_of, key_id, received_at, body,
-       'duplicate', received_at, received_at
+                      body_sha256, status, next_attempt_at, updated_at)
+SELECT id, route, provider, event_type, duplicate_of, key_id, received_at, ''::bytea,
+       body_sha256, 'duplicate', received_at, received_at
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::float8[], %s::bytea[])
-     AS t(id, route, provider, event_type, duplicate_of, key_id, received_at, body)
+            %s::float8[], %s::text[])
+     AS t(id, route, provider, event_type, duplicate_of, key_id, received_at, body_sha256)
 """  # noqa: S608
 
 # The due rows are locked with SKIP LOCKED so concurrent claimers take disjoint sets without
@@ -563,8 +574,9 @@ async def _insert_batch(conn: Connection, leased: Sequence[_Leased]) -> list[Acc
     missing = [c for c in rest if c.dedupe_key not in originals]
     if missing:  # the original was purged in between: fail this batch, the callers retry
         raise psycopg.errors.SerializationFailure("a contended dedupe key changed hands")
+    columns = _columns_of(rest, [originals[c.dedupe_key] for c in rest])
     await conn.execute(
-        _BATCH_DUPLICATES_SQL, _columns_of(rest, [originals[c.dedupe_key] for c in rest])
+        _BATCH_DUPLICATES_SQL, (*columns[:-1], [duplicate_digest(c.body) for c in rest])
     )
     return [
         Accepted(c.delivery_id)

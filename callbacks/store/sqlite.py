@@ -39,6 +39,7 @@ from callbacks.store.base import (
     Outcome,
     StoredEvent,
     check_schema_version,
+    duplicate_digest,
     event_columns,
     event_from_row,
     replay_updates,
@@ -101,10 +102,33 @@ def _rekey_events(conn: sqlite3.Connection) -> None:
         last = rows[-1][0]
 
 
+def _strip_duplicate_bodies(conn: sqlite3.Connection) -> None:
+    """Schema 2: a duplicate keeps the digest of its body, not the body."""
+    conn.execute("ALTER TABLE events ADD COLUMN body_sha256 TEXT")
+    last = ""
+    while True:
+        rows = conn.execute(
+            "SELECT id, body FROM events WHERE id > ? AND status = 'duplicate' ORDER BY id LIMIT ?",
+            (last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany(
+            "UPDATE events SET body_sha256 = ?, body = X'' WHERE id = ?",
+            [(duplicate_digest(body), event_id) for event_id, body in rows],
+        )
+        last = rows[-1][0]
+
+
+def _schema_2(conn: sqlite3.Connection) -> None:
+    _rekey_events(conn)
+    _strip_duplicate_bodies(conn)
+
+
 # Each step brings the schema to its version; a fresh file runs them all. In version order.
 _MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (1, _create_tables),
-    (2, _rekey_events),
+    (2, _schema_2),
 )
 
 _COLUMNS = event_columns()
@@ -435,22 +459,22 @@ _REQUEUE_SQL = (
 
 _INSERT_DUPLICATE = (
     "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
-    "body, status, next_attempt_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?)"
+    "body, body_sha256, status, next_attempt_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, X'', ?, 'duplicate', ?, ?)"
 )
 
 
-def _row(cb: InboundCallback, fifth: str) -> tuple[Any, ...]:
-    """Parameters for the duplicate insert; ``fifth`` is the original's id."""
+def _row(cb: InboundCallback, original: str) -> tuple[Any, ...]:
+    """Parameters for the duplicate insert: metadata and the body's digest, not the body."""
     return (
         cb.delivery_id,
         cb.route,
         cb.provider,
         cb.event_type,
-        fifth,
+        original,
         cb.key_id,
         cb.received_at,
-        cb.body,
+        duplicate_digest(cb.body),
         cb.received_at,
         cb.received_at,
     )

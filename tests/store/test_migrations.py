@@ -4,6 +4,7 @@ the way that release did, upgrades with this one and checks what the rows became
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,6 +183,24 @@ def test_upgrade_from_schema_1_writes_new_keys(
     assert keys["0003"] is None  # duplicates never hold a key
     assert keys["0004"] == "kept-as-is"  # not JSON: nothing to compute a key from
     assert keys["0005"] is None  # same content as 0001, which came first and keeps the key
+
+
+def test_upgrade_from_schema_1_keeps_only_the_digest_of_duplicates(
+    v1_store: Callable[[], Store],
+) -> None:
+    async def main() -> dict[str, Any]:
+        store = v1_store()
+        await store.upgrade()
+        try:
+            return {e.id: e for e in await store.list_events(_all())}
+        finally:
+            await store.close()
+
+    events = asyncio.run(main())
+    assert events["0003"].body == b""
+    assert events["0003"].body_sha256 == hashlib.sha256(BODIES["0003"]).hexdigest()
+    assert events["0001"].body == BODIES["0001"]  # events keep their bodies
+    assert events["0001"].body_sha256 is None
 
 
 def _all() -> Any:
