@@ -199,7 +199,8 @@ class SQLiteStore:
                 await asyncio.to_thread(self._create_on_side_connection)
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private(self.path)
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
             if create:
@@ -600,6 +601,14 @@ def _run_atomic(conn: sqlite3.Connection, job: _Job) -> None:
         conn.execute("ROLLBACK TO job")
         job.error = _as_unavailable(exc)
     conn.execute("RELEASE job")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 if it does not exist: it holds every payload and the raw
+    signatures. SQLite gives its ``-wal`` and ``-shm`` files the database file's mode (whatever
+    the umask), so they follow. An existing file keeps the mode its owner gave it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
