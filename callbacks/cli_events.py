@@ -25,7 +25,7 @@ from callbacks.cli_support import (
     run_with_store,
 )
 from callbacks.config import Config
-from callbacks.masking import masked
+from callbacks.masking import masked, masked_value
 from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
 
 
@@ -218,7 +218,7 @@ def _display_body(event: StoredEvent) -> Any:
     except orjson.JSONDecodeError:
         return event.body.decode("utf-8", "replace")
     if not isinstance(raw, dict):
-        return raw
+        return masked_value(raw)
     return masked(event.provider, raw)
 
 

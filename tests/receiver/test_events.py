@@ -25,7 +25,7 @@ from callbacks.events import (
     build_event,
     decode_live_message,
 )
-from callbacks.masking import masked
+from callbacks.masking import TOO_DEEP, masked
 
 
 def route(name: str, provider: str = "metastudio", kind: str | None = None) -> RouteConfig:
@@ -402,10 +402,85 @@ def test_masked_hides_stream_key() -> None:
 
 
 def test_masked_leaves_other_bodies_alone() -> None:
-    raw = {"result": "SUCCEED", "job_id": "j", "signature": "kept: not sensetime"}
+    raw = {"result": "SUCCEED", "job_id": "j", "output": {"url": "https://x", "n": [1, 2]}}
     assert masked("metastudio", raw) == raw
     text = {"event_type": "X", "message": "stream_key mentioned in junk {"}
     assert masked("metastudio", text) == text
+    as_sent = {"event_type": "X", "message": '{"room_id":  "r1"}'}
+    assert masked("metastudio", as_sent) == as_sent  # nothing hidden: the sender's own text
+
+
+def test_masked_hides_stream_key_written_with_an_escape() -> None:
+    body = b'{"event_type": "X", "message": "{\\"stream\\\\u005fkey\\": \\"sk-escaped\\"}"}'
+    raw = orjson.loads(body)
+    assert "stream_key" not in raw["message"]  # the escape survives the first parse...
+    out = masked("metastudio", raw)
+    assert "sk-escaped" not in orjson.dumps(out).decode()  # ...but not the masking
+    top = masked("metastudio", orjson.loads(b'{"stream\\u005fkey": "sk-top"}'))
+    assert top == {"stream_key": "***"}
+
+
+def test_masked_hides_stream_key_when_message_is_an_object() -> None:
+    raw = {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": {"stream_key": "sk-object"}}
+    out = masked("metastudio", raw)
+    assert out["message"] == {"stream_key": "***"}
+
+
+def test_masked_hides_stream_key_in_json_inside_json_text() -> None:
+    inner = orjson.dumps({"push": {"stream_key": "sk-twice"}}).decode()
+    raw = {"message": orjson.dumps({"detail": inner}).decode()}
+    assert "sk-twice" not in orjson.dumps(masked("metastudio", raw)).decode()
+
+
+def test_masked_shows_a_placeholder_past_its_depth_and_stays_printable() -> None:
+    deep: Any = {"stream_key": "sk-deep"}
+    for _ in range(300):
+        deep = {"d": deep}
+    out = masked("metastudio", deep)
+    text = orjson.dumps(out).decode()  # orjson refuses more than 254 levels
+    assert "sk-deep" not in text
+    assert TOO_DEEP in text
+
+
+_MASKED_SPELLINGS = st.sampled_from(
+    ["stream_key", "streamKey", "Stream-Key", "signature", "secret", "token", "password"]
+)
+_SECRET = "SeCrEt-0123456789-zz"
+
+
+@st.composite
+def secret_somewhere(draw: st.DrawFn) -> bytes:
+    """A body (as sent) with the secret under a masked key, at some depth, with some levels
+    encoded as JSON text and the key maybe written with escapes."""
+    key = draw(_MASKED_SPELLINGS)
+    value: Any = draw(
+        st.sampled_from([_SECRET, [_SECRET], {"inner": _SECRET}, f"prefix {_SECRET} suffix"])
+    )
+    node: Any = {key: value}
+    for _ in range(draw(st.integers(0, 6))):
+        sibling = draw(st.dictionaries(st.sampled_from(["a", "b", "job_id"]), _JSON, max_size=2))
+        wrap = draw(st.sampled_from(["object", "list", "text"]))
+        if wrap == "text":
+            node = orjson.dumps(node).decode()
+        elif wrap == "list":
+            node = [draw(_JSON), node]
+        container = {**sibling, draw(st.sampled_from(["message", "data", "x"])): node}
+        node = container
+    text = orjson.dumps(node).decode()
+    if draw(st.booleans()):  # write every "_" in a key as an escape: the same JSON
+        text = text.replace("_", "\\u005f")
+    return text.encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=secret_somewhere(), provider=st.sampled_from(["sensetime", "metastudio"]))
+def test_a_secret_under_a_masked_key_never_shows(body: bytes, provider: str) -> None:
+    raw = orjson.loads(body)
+    if not isinstance(raw, dict):
+        raw = {"body": raw}
+    shown = orjson.dumps(masked(provider, raw)).decode()
+    assert _SECRET not in shown
+    assert "SeCrEt" not in shown
 
 
 # -- nothing raises, whatever the JSON object ----------------------------------------------------
