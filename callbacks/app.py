@@ -60,7 +60,11 @@ def create_app(
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
     if store is None:
-        store = open_store(config.store.url, base_dir=config.base_dir)
+        store = open_store(
+            config.store.url,
+            base_dir=config.base_dir,
+            write_timeout=config.store.write_timeout,
+        )
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
@@ -69,7 +73,8 @@ def create_app(
         if run_dispatcher
         else None
     )
-    receiver = Receiver(config, Intake(store, dispatcher), live_keys, clock=clock)
+    intake = Intake(store, dispatcher, write_timeout=config.store.write_timeout)
+    receiver = Receiver(config, intake, live_keys, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

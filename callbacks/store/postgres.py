@@ -216,13 +216,30 @@ class PostgresStore:
     ``min_size`` keeps one connection warm; ``max_size`` bounds what one replica takes from the
     server's ``max_connections``. ``timeout`` bounds how long a request waits for a connection
     (or to connect) before it fails with :class:`StoreUnavailable`, so the receiver answers 503
-    while the provider still waits, rather than hanging.
+    while the provider still waits, rather than hanging. ``write_timeout`` bounds each write of
+    accepted callbacks in the server (``lock_timeout`` and ``statement_timeout`` for its
+    transaction), so a table lock held elsewhere fails the write rather than holding the request
+    and a pooled connection for as long as the lock lasts.
     """
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        write_timeout: float | None = None,
     ) -> None:
         self._url = url
+        # Formatted into SET LOCAL (which takes no parameters): an int of milliseconds only.
+        self._write_limits = (
+            None
+            if write_timeout is None
+            else "SET LOCAL lock_timeout = {0}; SET LOCAL statement_timeout = {0}".format(
+                max(1, round(write_timeout * 1000))
+            )
+        )
         self._min_size = min_size
         self._max_size = max_size
         self._timeout = timeout
@@ -382,6 +399,7 @@ class PostgresStore:
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
+                    await self._limit_write(conn)
                     return list(await _insert_batch(conn, callbacks))
             except psycopg.OperationalError:
                 raise
@@ -394,11 +412,17 @@ class PostgresStore:
     async def _write_one(self, conn: Connection, callback: _Leased) -> Accepted | BaseException:
         try:
             async with conn.transaction():
+                await self._limit_write(conn)
                 return (await _insert_batch(conn, [callback]))[0]
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
             return StoreUnavailable(self._describe(exc))
+
+    async def _limit_write(self, conn: Connection) -> None:
+        """Bound this transaction's waits (both settings end with it)."""
+        if self._write_limits is not None:
+            await conn.execute(self._write_limits)
 
     async def ping(self) -> None:
         async with self._connection() as conn:

@@ -165,8 +165,12 @@ class _Job:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    """``write_timeout``: how long a write waits for another process's write lock (the CLI
+    purging, say) before it fails with :class:`StoreUnavailable`."""
+
+    def __init__(self, path: Path, *, write_timeout: float = 10.0) -> None:
         self.path = path
+        self._busy_ms = max(1, round(write_timeout * 1000))
         self._conn: sqlite3.Connection | None = None
         self._commits: GroupCommit[_Job, Any] = GroupCommit(
             self._write_jobs, max_batch=_MAX_BATCH, name="sqlite-group-commit"
@@ -180,9 +184,12 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_ms / 1000,
         )
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
@@ -283,23 +290,14 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-            await loop.run_in_executor(self._committer, self._run_batch_waiting, conn, batch)
+            await loop.run_in_executor(
+                self._committer, _run_batch_waiting, conn, batch, self._busy_ms
+            )
             return
         _run_jobs(conn, batch)
         # From here the connection belongs to the commit thread until it is done; shielded, so
         # a cancelled flusher cannot touch the connection while the COMMIT runs.
         await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
-
-    @staticmethod
-    def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """The whole batch in the commit thread, waiting for another process's write lock."""
-        conn.execute("PRAGMA busy_timeout = 10000")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            _run_jobs(conn, batch)
-            _commit(conn)
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
         return await self._submit(_Job(fn, atomic=atomic))  # type: ignore[no-any-return]
@@ -551,6 +549,19 @@ def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     ).fetchone()[0]
     conn.execute(_INSERT_DUPLICATE, _row(cb, original))
     return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job], busy_ms: int) -> None:
+    """The whole batch in the commit thread, waiting up to ``busy_ms`` for another process's
+    write lock. One wait per batch, and callbacks whose requests gave up meanwhile are not in
+    the next batch (see GroupCommit), so waits do not stack past what a request allows."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _run_jobs(conn, batch)
+        _commit(conn)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def _commit(conn: sqlite3.Connection) -> None:
