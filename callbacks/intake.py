@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from callbacks import metrics
@@ -59,6 +59,7 @@ class Intake:
         self.store = store
         self.dispatcher = dispatcher
         self.write_timeout = write_timeout
+        self.writes = WriteHealth()
 
     async def accept(
         self, callback: InboundCallback, route: RouteConfig, raw: dict[str, Any]
@@ -72,10 +73,42 @@ class Intake:
             async with asyncio.timeout(self.write_timeout):
                 accepted = await self.store.accept(callback, lease)
         except TimeoutError:
+            self.writes.failed()
             raise StoreUnavailable(
                 f"the store did not commit the callback within {self.write_timeout} s"
             ) from None
+        except StoreUnavailable:
+            self.writes.failed()
+            raise
+        self.writes.succeeded()
         metrics.STORE_WRITE_LATENCY.observe(time.perf_counter() - started)
         if dispatcher is not None and accepted.duplicate_of is None:
             dispatcher.take(callback, route, raw, lease)
         return accepted
+
+
+class WriteHealth:
+    """Whether the last write of a callback failed (disk full, read-only database, a lock held
+    elsewhere...), for ``/readyz``.
+
+    A failure counts for :attr:`hold` seconds unless a write succeeds first. It has to lapse on
+    its own: a replica reported unready gets no traffic, so no write could ever clear it; once
+    it lapses, traffic returns and the next write tells again.
+    """
+
+    hold = 15.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failed_at: float | None = None
+
+    def failed(self) -> None:
+        self._failed_at = self._clock()
+
+    def succeeded(self) -> None:
+        self._failed_at = None
+
+    @property
+    def failing(self) -> bool:
+        failed_at = self._failed_at
+        return failed_at is not None and self._clock() - failed_at < self.hold

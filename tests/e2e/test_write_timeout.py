@@ -45,12 +45,18 @@ def check_locked_then_free(
     missing (the 503'd callbacks, sent again as the platform would, are stored too)."""
     try:
         during = [r for start in (0, 10, 20) for r in post_many(setup, range(start, start + 3))]
+        readiness = httpx.get(f"{setup.base_url}/readyz", timeout=PLATFORM_PATIENCE)
     finally:
         release()
     assert [(r.status_code, r.json()["reason"]) for r in during] == [
         (503, "store_unavailable")
     ] * len(during)
+    # Writes fail: the orchestrator should send traffic elsewhere.
+    assert readiness.status_code == 503
+    assert "store_writes_failing" in readiness.json()["reasons"]
     after = [post(setup, n) for n in range(100, 105)]
+    ready_again = httpx.get(f"{setup.base_url}/readyz", timeout=PLATFORM_PATIENCE)
+    assert (ready_again.status_code, ready_again.json()) == (200, {"status": "ready"})
     retried = [r for start in (0, 10, 20) for r in post_many(setup, range(start, start + 3))]
     assert {r.status_code for r in after + retried} == {200}
     acknowledged = {r.json()["delivery_id"] for r in after + retried}
