@@ -232,14 +232,14 @@ class PostgresStore:
         write_timeout: float | None = None,
     ) -> None:
         self._url = url
-        # Formatted into SET LOCAL (which takes no parameters): an int of milliseconds only.
-        self._write_limits = (
-            None
-            if write_timeout is None
-            else "SET LOCAL lock_timeout = {0}; SET LOCAL statement_timeout = {0}".format(
-                max(1, round(write_timeout * 1000))
+        # BEGIN and the write's limits in one round trip (SET LOCAL takes no parameters, so
+        # only an int of milliseconds is formatted in).
+        self._begin_write = "BEGIN"
+        if write_timeout is not None:
+            ms = max(1, round(write_timeout * 1000))
+            self._begin_write += (
+                f"; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}"
             )
-        )
         self._min_size = min_size
         self._max_size = max_size
         self._timeout = timeout
@@ -398,8 +398,7 @@ class PostgresStore:
     async def _write_batch(self, callbacks: list[_Leased]) -> list[Accepted | BaseException]:
         async with self._connection() as conn:
             try:
-                async with conn.transaction():
-                    await self._limit_write(conn)
+                async with self._write_transaction(conn):
                     return list(await _insert_batch(conn, callbacks))
             except psycopg.OperationalError:
                 raise
@@ -411,18 +410,25 @@ class PostgresStore:
 
     async def _write_one(self, conn: Connection, callback: _Leased) -> Accepted | BaseException:
         try:
-            async with conn.transaction():
-                await self._limit_write(conn)
+            async with self._write_transaction(conn):
                 return (await _insert_batch(conn, [callback]))[0]
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
             return StoreUnavailable(self._describe(exc))
 
-    async def _limit_write(self, conn: Connection) -> None:
-        """Bound this transaction's waits (both settings end with it)."""
-        if self._write_limits is not None:
-            await conn.execute(self._write_limits)
+    @contextlib.asynccontextmanager
+    async def _write_transaction(self, conn: Connection) -> AsyncIterator[None]:
+        """A transaction for accepted callbacks, its waits bounded by the write timeout (the
+        settings end with it). Begun by hand so the limits cost no round trip of their own."""
+        await conn.execute(self._begin_write)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
     async def ping(self) -> None:
         async with self._connection() as conn:
