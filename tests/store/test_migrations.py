@@ -168,9 +168,7 @@ def test_upgrade_from_schema_1_rekeys_stored_events(v1_store: Callable[[], Store
     }
 
 
-def test_upgrade_from_schema_1_writes_new_keys(
-    v1_store: Callable[[], Store], tmp_path: Path
-) -> None:
+def test_upgrade_from_schema_1_writes_new_keys(v1_store: Callable[[], Store]) -> None:
     async def main() -> None:
         store = v1_store()
         await store.upgrade()
