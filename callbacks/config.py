@@ -53,6 +53,9 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     url: str = "sqlite:///callbacks.db"
+    # Seconds a callback's write may take before the receiver answers 503 (so the platform
+    # retries); well under the ~3 s the platforms wait for an answer.
+    write_timeout: float = 2.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -152,8 +155,13 @@ def parse_config(
 
     server = _read_server(reader, reader.table(data, "server"))
     store_table = reader.table(data, "store")
-    reader.no_unknown(store_table, "store", {"url"})
-    store = StoreConfig(url=reader.string(store_table, "store.url", "sqlite:///callbacks.db"))
+    reader.no_unknown(store_table, "store", {"url", "write_timeout"})
+    store = StoreConfig(
+        url=reader.string(store_table, "store.url", StoreConfig.url),
+        write_timeout=reader.number(
+            store_table, "store.write_timeout", StoreConfig.write_timeout, 0.05, 60
+        ),
+    )
     keys = _read_keys(reader, reader.table(data, "keys"), base_dir)
     dispatch = _read_dispatch(reader, reader.table(data, "dispatch"))
     handlers = reader.table(data, "handlers")
@@ -200,7 +208,7 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         server = replace(server, log_format=fmt)  # type: ignore[arg-type]
     store = config.store
     if env.get("CALLBACKS_STORE_URL"):
-        store = StoreConfig(url=env["CALLBACKS_STORE_URL"])
+        store = replace(store, url=env["CALLBACKS_STORE_URL"])
     keys = config.keys
     if env.get("CALLBACKS_KEYS_FILE"):
         keys = replace(keys, file=Path(env["CALLBACKS_KEYS_FILE"]))

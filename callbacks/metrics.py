@@ -54,6 +54,10 @@ INBOX_DEPTH = Gauge(
     "Events stored and not yet delivered (pending), as last sampled.",
     multiprocess_mode="max",
 )
+KEY_RELOAD_FAILURES = Counter(
+    "avatar_callbacks_key_reload_failures_total",
+    "Key-file reloads that failed (the file was unreadable or invalid; the old keys stay).",
+)
 HANDLER_ATTEMPTS = Counter(
     "avatar_callbacks_handler_attempts_total",
     "Handler calls, by handler and outcome (ok, failed, dead).",
