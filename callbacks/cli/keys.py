@@ -6,8 +6,9 @@ the callbacks, ``promote`` it, and ``retire`` the old one when nothing has used 
 
 Key ids (fingerprints) are printed, never keys, with two exceptions: ``keys generate`` and
 ``keys add --generate`` print the fresh key once, because the operator must give it to the
-platform. The key file is always rewritten atomically with mode 0600; the running receiver polls it
-every ``keys.reload_interval`` seconds (and reloads at once on SIGHUP).
+platform. The rules are :mod:`callbacks.rotation`'s; the key file is rewritten by
+:func:`callbacks.keyfile.update_key_file` (locked, atomic, owner and mode kept). The running
+receiver polls it every ``keys.reload_interval`` seconds (and reloads at once on SIGHUP).
 """
 
 from __future__ import annotations
