@@ -50,6 +50,9 @@ from verify import (
 log = structlog.get_logger("avatar_callbacks.request")
 
 _MALFORMED = (MalformedPayload, MalformedSignature, MalformedTimestamp)
+INTERNAL_ERROR = "internal_error"
+_APP = "-"  # the sampling bucket of requests outside the callback routes
+_MAX_LOGGED_PATH = 200
 
 
 class TokenJobMismatch(BadToken):
@@ -89,34 +92,53 @@ class Receiver:
     async def handle(self, request: Request, route: RouteConfig) -> Response:
         started = time.perf_counter()
         fields: dict[str, Any] = {"route": route.name, "provider": route.provider}
+        failure: Exception | None = None
         try:
             status, outcome, body = await self._process(request, route, fields)
             reason = "duplicate" if outcome == "duplicate" else "stored"
         except Exception as exc:
-            status, reason = _failure(exc, fields)
+            failure = exc
+            status, reason = _failure(exc)
             outcome = "error" if status >= 500 else "rejected"
             body = {"ok": False, "reason": reason}
         latency = time.perf_counter() - started
         route_metrics = self._metrics[route.name]
         route_metrics.count(outcome, reason)
         route_metrics.latency.observe(latency)
-        if self._should_log(route, outcome, reason):
-            log.info(
-                "callback",
-                outcome=outcome,
-                reason=reason,
-                status=status,
-                latency_ms=round(latency * 1000, 3),
-                **fields,
-            )
+        if self._should_log(route.name, outcome, reason):
+            if status == 500:
+                # A bug of ours: the traceback names code, not request content; sampled like
+                # rejections, so an input that triggers it cannot flood the log.
+                log.error(
+                    "callback_failed",
+                    exc_info=failure,
+                    status=status,
+                    latency_ms=round(latency * 1000, 3),
+                    **fields,
+                )
+            else:
+                log.info(
+                    "callback",
+                    outcome=outcome,
+                    reason=reason,
+                    status=status,
+                    latency_ms=round(latency * 1000, 3),
+                    **fields,
+                )
         return json_response(status, body)
 
-    def _should_log(self, route: RouteConfig, outcome: str, reason: str) -> bool:
+    def _should_log(self, route: str, outcome: str, reason: str) -> bool:
+        """Accepted callbacks always get their line; rejections and failures are sampled."""
         for (route_name, why), count in self._rejections.summaries().items():
             log.warning(
                 "callbacks_rejected_unlogged", route=route_name, reason=why, count=count, period_s=1
             )
-        return outcome != "rejected" or self._rejections.admit(route.name, reason)
+        return outcome in ("accepted", "duplicate") or self._rejections.admit(route, reason)
+
+    def log_app_failure(self, exc: Exception, path: str) -> None:
+        """An exception outside a callback route (health, metrics): one sampled log line."""
+        if self._should_log(_APP, "error", INTERNAL_ERROR):
+            log.error("request_failed", exc_info=exc, path=path[:_MAX_LOGGED_PATH])
 
     async def _process(
         self, request: Request, route: RouteConfig, fields: dict[str, Any]
@@ -193,7 +215,7 @@ class Receiver:
         return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
 
 
-def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
+def _failure(exc: Exception) -> tuple[int, str]:
     """The status and reason for a request that did not end in a 200.
 
     A failed verification is answered here, the one place for every verifier: the reason is the
@@ -205,10 +227,7 @@ def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
         return _verification_status(exc), exc.reason
     if isinstance(exc, ClientDisconnect):
         return 400, "client_disconnected"
-    # A bug of ours: answer 500 so the platform retries, and log the traceback (which names
-    # code, not request content).
-    log.exception("callback_failed", **fields)
-    return 500, "internal_error"
+    return 500, INTERNAL_ERROR  # a bug of ours: the platform retries
 
 
 def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> bool:
