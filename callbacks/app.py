@@ -133,6 +133,10 @@ def create_app(
         middleware=[Middleware(InternalErrorGuard, receiver=receiver)],
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
+    # Starlette answers a path that differs only by a trailing slash with a 307 to the other
+    # spelling, built from the Host header: a platform would not follow it with its POST, and
+    # a probe would learn the route table. Every unknown path is a plain 404 instead.
+    app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
 

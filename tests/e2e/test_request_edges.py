@@ -164,3 +164,16 @@ def test_a_live_message_deeper_than_the_limit_is_refused(
     assert response.status_code == 400, response.text
     assert response.json() == {"ok": False, "reason": "body_too_deep"}
 
+
+# --------------------------------------------------------------------------- unknown paths
+
+
+@pytest.mark.parametrize("path", [ST.path + "/", TTS.path + "/", "/nope", "/healthz/", "/"])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_unknown_paths_are_404_json_never_a_redirect(
+    server: Setup, client: httpx.Client, path: str, method: str
+) -> None:
+    response = client.request(method, server.base_url + path, content=b"{}")
+    assert response.status_code == 404, (response.status_code, response.headers)
+    assert "location" not in response.headers
+    assert response.json() == {"ok": False, "reason": "not_found"}
