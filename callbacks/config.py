@@ -47,6 +47,13 @@ class ServerConfig:
     workers: int = 1
     body_limit: int = DEFAULT_BODY_LIMIT
     log_format: Literal["json", "console"] = "json"
+    # The connection's edges (callbacks/http_guard.py): a platform's callback has a head of a
+    # few hundred bytes and arrives within a second; these leave room and bound the rest.
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
+    keepalive_timeout: int = 5  # seconds an idle kept-alive connection stays open
 
 
 @dataclass(frozen=True)
@@ -215,15 +222,41 @@ def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
 
 
 def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
-    reader.no_unknown(table, "server", {"host", "port", "workers", "body_limit", "log_format"})
-    defaults = ServerConfig()
-    log_format = reader.choice(table, "server.log_format", ("json", "console"), defaults.log_format)
+    reader.no_unknown(
+        table,
+        "server",
+        {
+            "host",
+            "port",
+            "workers",
+            "body_limit",
+            "log_format",
+            "max_header_bytes",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+            "keepalive_timeout",
+        },
+    )
+    d = ServerConfig()
+    log_format = reader.choice(table, "server.log_format", ("json", "console"), d.log_format)
     return ServerConfig(
-        host=reader.string(table, "server.host", defaults.host),
-        port=reader.integer(table, "server.port", defaults.port, 1, 65535),
-        workers=reader.integer(table, "server.workers", defaults.workers, 1, 64),
-        body_limit=reader.integer(table, "server.body_limit", defaults.body_limit, 1024, 64 << 20),
+        host=reader.string(table, "server.host", d.host),
+        port=reader.integer(table, "server.port", d.port, 1, 65535),
+        workers=reader.integer(table, "server.workers", d.workers, 1, 64),
+        body_limit=reader.integer(table, "server.body_limit", d.body_limit, 1024, 64 << 20),
         log_format=log_format,  # type: ignore[arg-type]
+        max_header_bytes=reader.integer(
+            table, "server.max_header_bytes", d.max_header_bytes, 1024, 1 << 20
+        ),
+        header_timeout=reader.number(table, "server.header_timeout", d.header_timeout, 0.1, 300),
+        body_timeout=reader.number(table, "server.body_timeout", d.body_timeout, 0.1, 300),
+        max_connections=reader.integer(
+            table, "server.max_connections", d.max_connections, 1, 1_000_000
+        ),
+        keepalive_timeout=reader.integer(
+            table, "server.keepalive_timeout", d.keepalive_timeout, 1, 300
+        ),
     )
 
 

@@ -14,9 +14,12 @@ from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
+from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from callbacks.logs import configure_logging
 
 # The SQLite commit thread gives up the GIL around COMMIT and must win it back from a busy event
@@ -29,6 +32,8 @@ def app_from_environment() -> Starlette:
     sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     config = load_config(os.environ[CONFIG_ENV])
     configure_logging(config.server.log_format)
+    # Each worker runs this before it accepts a connection: its protocol takes the limits here.
+    GuardedHttpToolsProtocol.configure(ConnectionLimits.of(config.server))
     return create_app(config)
 
 
@@ -55,15 +60,30 @@ def _metrics_dir(workers: int) -> Iterator[None]:
 
 
 def _serve(config: Config) -> None:
-    uvicorn.run(
+    server = config.server
+    uvicorn_config = uvicorn.Config(
         "callbacks.server:app_from_environment",
         factory=True,
-        host=config.server.host,
-        port=config.server.port,
-        workers=config.server.workers,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        http=GuardedHttpToolsProtocol,  # uvicorn's httptools protocol, bounded
+        ws="none",  # no WebSocket routes: an upgrade request is an ordinary request
         log_config=None,
         access_log=False,  # the receiver logs one structured line per request itself
         proxy_headers=False,  # X-Forwarded-* is never trusted here (signatures use public_url)
         server_header=False,
+        timeout_keep_alive=server.keepalive_timeout,
         timeout_graceful_shutdown=20,
     )
+    # What uvicorn.run does.
+    if server.workers > 1:
+        supervisor = Multiprocess(uvicorn_config, [uvicorn_config.bind_socket()])
+        with contextlib.suppress(KeyboardInterrupt):
+            supervisor.run()
+        return
+    single = uvicorn.Server(uvicorn_config)
+    with contextlib.suppress(KeyboardInterrupt):
+        single.run()
+    if not single.started:
+        sys.exit(STARTUP_FAILURE)
