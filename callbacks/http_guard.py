@@ -12,7 +12,9 @@ adds the bounds to uvicorn's protocol itself (``uvicorn.Config(http=...)``):
 - a request's head must arrive within ``header_timeout`` of the connection opening (or of the
   previous answer), its body within ``body_timeout`` of the head; a client slower than that is
   dropped, and an app waiting for its body sees a disconnect;
-- past ``max_connections`` open connections a new one is answered 503 and closed at once.
+- past ``max_connections`` open connections a new one is answered 503 and closed at once;
+- on shutdown a request still reading its body is answered 503 (``shutting_down``) and closed,
+  so a slow client cannot hold the shutdown for the whole grace period.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _answer(status: int, phrase: str, reason: str) -> bytes:
 
 _HEADERS_TOO_LARGE = _answer(431, "Request Header Fields Too Large", "headers_too_large")
 _TOO_MANY_CONNECTIONS = _answer(503, "Service Unavailable", "too_many_connections")
+_SHUTTING_DOWN = _answer(503, "Service Unavailable", "shutting_down")
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not self._reading_body and not self.transport.is_closing():
             self._arm(self.limits.header_timeout)  # for the next request's head
+
+    def shutdown(self) -> None:
+        if self._reading_body and self.cycle is not None and not self.cycle.response_started:
+            # Waiting for a body that may come slowly or never: answer now so the shutdown
+            # does not wait out its grace period, and the platform retries elsewhere.
+            self._disarm()
+            self.transport.write(_SHUTTING_DOWN)
+            self.transport.close()
+            return
+        super().shutdown()
 
     # -- the read deadline -----------------------------------------------------------------
 

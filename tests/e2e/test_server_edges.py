@@ -1,5 +1,5 @@
 """The connection's edges through a real ``callbacks serve``: header size, slow clients, the
-connection cap.
+connection cap, and a slow client in flight at SIGTERM.
 
 Memory is read from the server's /proc entry; slow clients are held past short configured
 timeouts and must find their connection closed, while another client is served normally.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -134,3 +135,26 @@ def test_connections_past_the_cap_are_refused_then_served_again(server: Setup) -
             s.close()
     time.sleep(0.2)  # let the server see the closes before the next connection
     served_normally(server)
+
+
+def test_sigterm_answers_a_slow_body_and_does_not_wait_for_it(tmp_path: Path) -> None:
+    setup = Setup(tmp_path, [ST], KEYS, server={"body_timeout": 60.0}).write()
+    proc = ServerProcess(setup).start()
+    assert proc.proc is not None
+    req = signed_request(ST, KEYS["st"], sample_body(ST, 1))
+    try:
+        with connect(setup) as slow:
+            head = f"POST /cb/st HTTP/1.1\r\nHost: x\r\nContent-Length: {len(req.body)}\r\n\r\n"
+            slow.sendall(head.encode() + req.body[:10])
+            time.sleep(0.3)  # the request is in the app, waiting for its body
+            proc.proc.send_signal(signal.SIGTERM)
+            answer = read_all(slow)
+            # Far less than uvicorn's 20 s grace period, which the slow client used to hold.
+            proc.proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+    assert answer.endswith(b'{"ok":false,"reason":"shutting_down"}')
+    log = proc.output()
+    for unwanted in ("Traceback", "CancelledError", '"status":500', "Exception in ASGI"):
+        assert unwanted not in log, log[-2000:]
