@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
@@ -21,6 +24,8 @@ from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from callbacks.logs import configure_logging
+
+log = structlog.get_logger("avatar_callbacks.server")
 
 # The SQLite commit thread gives up the GIL around COMMIT and must win it back from a busy event
 # loop; at the default 5 ms switch interval each hand-back can stall the next commit batch.
@@ -34,6 +39,10 @@ def app_from_environment() -> Starlette:
     configure_logging(config.server.log_format)
     # Each worker runs this before it accepts a connection: its protocol takes the limits here.
     GuardedHttpToolsProtocol.configure(ConnectionLimits.of(config.server))
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        # Until the key watcher takes SIGHUP over at start-up, a reload request must not end
+        # the process (the default action).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return create_app(config)
 
 
@@ -76,9 +85,9 @@ def _serve(config: Config) -> None:
         timeout_keep_alive=server.keepalive_timeout,
         timeout_graceful_shutdown=20,
     )
-    # What uvicorn.run does.
+    # What uvicorn.run does, with the supervisor below for several workers.
     if server.workers > 1:
-        supervisor = Multiprocess(uvicorn_config, [uvicorn_config.bind_socket()])
+        supervisor = KeyReloadingMultiprocess(uvicorn_config, [uvicorn_config.bind_socket()])
         with contextlib.suppress(KeyboardInterrupt):
             supervisor.run()
         return
@@ -87,3 +96,19 @@ def _serve(config: Config) -> None:
         single.run()
     if not single.started:
         sys.exit(STARTUP_FAILURE)
+
+
+class KeyReloadingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP reloads keys instead of restarting.
+
+    uvicorn answers SIGHUP by replacing every worker; here the signal is passed on to each
+    worker, whose key watcher reloads the key file (see callbacks/live_keys.py), so
+    ``systemctl reload`` (``kill -HUP $MAINPID``) rotates keys in every worker, none restarted.
+    """
+
+    def handle_hup(self) -> None:
+        log.info("keys_reload_forwarded", signal="SIGHUP", workers=len(self.processes))
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
