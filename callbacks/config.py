@@ -36,6 +36,9 @@ METASTUDIO_KINDS: tuple[str, ...] = (
 METASTUDIO_AUTHS: tuple[str, ...] = ("MSS_A", "MSS_A_HEAD", "NONE")
 DEFAULT_BODY_LIMIT = 1024 * 1024
 CONFIG_ENV = "CALLBACKS_CONFIG"
+DEFAULT_HOST_ENV = "CALLBACKS_DEFAULT_HOST"
+"""The host to bind when ``[server] host`` is not set (the container image sets 0.0.0.0);
+unlike ``CALLBACKS_HOST`` it does not override a host the file names."""
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -158,7 +161,7 @@ def parse_config(
     base_dir = base_dir or Path.cwd()
     reader.no_unknown(data, "", {"server", "store", "keys", "dispatch", "handlers", "routes"})
 
-    server = _read_server(reader, reader.table(data, "server"))
+    server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
     reader.no_unknown(store_table, "store", {"url"})
     store = StoreConfig(url=reader.string(store_table, "store.url", "sqlite:///callbacks.db"))
@@ -221,7 +224,9 @@ def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     return int(text)
 
 
-def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
+def _read_server(
+    reader: _Reader, table: Mapping[str, Any], default_host: str | None
+) -> ServerConfig:
     reader.no_unknown(
         table,
         "server",
@@ -241,7 +246,7 @@ def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
     d = ServerConfig()
     log_format = reader.choice(table, "server.log_format", ("json", "console"), d.log_format)
     return ServerConfig(
-        host=reader.string(table, "server.host", d.host),
+        host=reader.string(table, "server.host", default_host or d.host),
         port=reader.integer(table, "server.port", d.port, 1, 65535),
         workers=reader.integer(table, "server.workers", d.workers, 1, 64),
         body_limit=reader.integer(table, "server.body_limit", d.body_limit, 1024, 64 << 20),

@@ -413,6 +413,8 @@ def test_dockerfile() -> None:
     env = " ".join(by_kind["ENV"])
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
+    # A config without [server] host must listen on every interface in a container.
+    assert "CALLBACKS_DEFAULT_HOST=0.0.0.0" in env
     command = " ".join(by_kind.get("ENTRYPOINT", []) + by_kind.get("CMD", []))
     for word in ("callbacks", "serve", "--config", CONFIG_PATH):
         assert f'"{word}"' in command

@@ -523,6 +523,17 @@ def test_env_overrides_win_over_the_file(tmp_path: Path) -> None:
     assert config.server.log_format == "json"
 
 
+def test_default_host_from_env_applies_only_when_the_file_names_none(tmp_path: Path) -> None:
+    env = {"CALLBACKS_DEFAULT_HOST": "192.0.2.99"}  # the image's is 0.0.0.0
+    assert load_config(write(tmp_path, full()), env=env).server.host == "192.0.2.10"
+    silent = full()
+    del silent["server"]["host"]
+    assert load_config(write(tmp_path, silent), env=env).server.host == "192.0.2.99"
+    assert load_config(write(tmp_path, silent), env={}).server.host == "127.0.0.1"
+    both = {**env, "CALLBACKS_HOST": "127.0.0.3"}
+    assert load_config(write(tmp_path, silent), env=both).server.host == "127.0.0.3"
+
+
 def test_empty_env_values_are_ignored_for_store_and_keys(tmp_path: Path) -> None:
     config = load_config(
         write(tmp_path, full()), env={"CALLBACKS_STORE_URL": "", "CALLBACKS_KEYS_FILE": ""}
