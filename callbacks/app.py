@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
 from callbacks.receiver import INTERNAL_ERROR, Receiver, json_response
+from callbacks.sinks.delivery import open_sinks, with_sinks
 from callbacks.store import ServingStore, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
@@ -60,8 +62,14 @@ def create_app(
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
+    sinks = open_sinks(config)
+    handlers = with_sinks(handlers, sinks)
     if store is None:
-        store = open_store(config.store.url, base_dir=config.base_dir)
+        store = open_store(
+            config.store.url,
+            base_dir=config.base_dir,
+            write_timeout=config.store.write_timeout,
+        )
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
@@ -70,7 +78,8 @@ def create_app(
         if run_dispatcher
         else None
     )
-    receiver = Receiver(config, Intake(store, dispatcher), live_keys, clock=clock)
+    intake = Intake(store, dispatcher, write_timeout=config.store.write_timeout)
+    receiver = Receiver(config, intake, live_keys, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,17 +94,20 @@ def create_app(
             await store.open()
         await store.recover()
         if dispatcher is not None:
+            await sinks.start()
             dispatcher.start()
         log.info(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
             handlers=len(handlers),
+            sinks=len(sinks),
         )
         try:
             yield
         finally:
             if dispatcher is not None:
                 await dispatcher.stop()
+            await sinks.close()
             await live_keys.stop_watching()
             await store.close()
 
@@ -103,12 +115,28 @@ def create_app(
         return json_response(200, {"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Ready unless something would make callbacks fail: every reason found, in the JSON
+        (names and reason codes only: error texts stay in the log)."""
+        reasons: list[str] = []
+        details: dict[str, Any] = {}
         if not live_keys.loaded:
-            return json_response(503, {"status": "unavailable", "reason": "keys_not_loaded"})
+            reasons.append("keys_not_loaded")
+        else:
+            keyless = routes_without_keys(config.routes, live_keys, clock())
+            if keyless:
+                reasons.append("no_verifying_key")
+                details["routes_without_keys"] = keyless
+            if live_keys.reload_failed:
+                reasons.append("keys_reload_failed")
         try:
             await store.ping()
         except StoreUnavailable:
-            return json_response(503, {"status": "unavailable", "reason": "store_unavailable"})
+            reasons.append("store_unavailable")
+        if intake.writes.failing:
+            reasons.append("store_writes_failing")
+        if reasons:
+            body = {"status": "unavailable", "reason": reasons[0], "reasons": reasons, **details}
+            return json_response(503, body)
         return json_response(200, {"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -139,6 +167,14 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
+
+
+def routes_without_keys(routes: Sequence[RouteConfig], keys: LiveKeys, now: float) -> list[str]:
+    """Routes that would answer ``no_verifying_key``: no key verifies for them now. A route
+    that accepts unsigned callbacks is served without one."""
+    return [
+        r.name for r in routes if not r.allow_unsigned and not keys.ring(r.name).verifying_keys(now)
+    ]
 
 
 class CallbackEndpoint:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import click
 
-from callbacks import cli_events, cli_keys, cli_simulate
+from callbacks import cli_events, cli_keys, cli_simulate, cli_sinks
 from callbacks.cli_support import (
     config_option,
     fail,
@@ -81,14 +81,16 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.errors import HandlerLoadError
+    from callbacks.errors import ConfigError, HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
+    from callbacks.sinks.delivery import check_sinks
 
     try:
         read_key_file(config.keys.file)
         load_handlers(config.handler_modules)
-    except (KeyFileError, HandlerLoadError) as exc:
+        check_sinks(config)
+    except (KeyFileError, HandlerLoadError, ConfigError) as exc:
         fail(str(exc))
     if not config.store.is_sqlite:
         # SQLite creates its schema at start; a shared database is migrated on purpose, once.
@@ -131,5 +133,5 @@ def db_upgrade(config_path: str | None) -> None:
     click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
 
 
-for command_module in (cli_keys, cli_events, cli_simulate):
+for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks):
     command_module.register(main)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks.errors import ConfigError
+from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
 from verify import Carrier
 from verify.metastudio import canonical_uri
@@ -62,6 +63,9 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     url: str = "sqlite:///callbacks.db"
+    # Seconds a callback's write may take before the receiver answers 503 (so the platform
+    # retries); well under the ~3 s the platforms wait for an answer.
+    write_timeout: float = 2.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,6 +126,7 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
 
@@ -159,12 +164,19 @@ def parse_config(
     reader = _Reader(source)
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
-    reader.no_unknown(data, "", {"server", "store", "keys", "dispatch", "handlers", "routes"})
+    reader.no_unknown(
+        data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
+    )
 
     server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
-    reader.no_unknown(store_table, "store", {"url"})
-    store = StoreConfig(url=reader.string(store_table, "store.url", "sqlite:///callbacks.db"))
+    reader.no_unknown(store_table, "store", {"url", "write_timeout"})
+    store = StoreConfig(
+        url=reader.string(store_table, "store.url", StoreConfig.url),
+        write_timeout=reader.number(
+            store_table, "store.write_timeout", StoreConfig.write_timeout, 0.05, 60
+        ),
+    )
     keys = _read_keys(reader, reader.table(data, "keys"), base_dir)
     dispatch = _read_dispatch(reader, reader.table(data, "dispatch"))
     handlers = reader.table(data, "handlers")
@@ -176,6 +188,7 @@ def parse_config(
         raise ConfigError(source, "routes", "must be an array of tables ([[routes]])")
     routes = tuple(_read_route(reader, raw, i) for i, raw in enumerate(raw_routes))
     _check_unique(reader, routes)
+    sinks = read_sinks(data.get("sinks"), source=source, routes=[r.name for r in routes])
 
     config = Config(
         source=source,
@@ -185,6 +198,7 @@ def parse_config(
         dispatch=dispatch,
         handler_modules=modules,
         routes=routes,
+        sinks=sinks,
         base_dir=base_dir,
     )
     config = apply_env_overrides(config, env)
@@ -209,7 +223,7 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         server = replace(server, log_format=fmt)  # type: ignore[arg-type]
     store = config.store
     if env.get("CALLBACKS_STORE_URL"):
-        store = StoreConfig(url=env["CALLBACKS_STORE_URL"])
+        store = replace(store, url=env["CALLBACKS_STORE_URL"])
     keys = config.keys
     if env.get("CALLBACKS_KEYS_FILE"):
         keys = replace(keys, file=Path(env["CALLBACKS_KEYS_FILE"]))
