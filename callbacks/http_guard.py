@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from callbacks import metrics
 from callbacks.config import ServerConfig
 
 
@@ -40,6 +41,17 @@ def _answer(status: int, phrase: str, reason: str) -> bytes:
 _HEADERS_TOO_LARGE = _answer(431, "Request Header Fields Too Large", "headers_too_large")
 _TOO_MANY_CONNECTIONS = _answer(503, "Service Unavailable", "too_many_connections")
 _SHUTTING_DOWN = _answer(503, "Service Unavailable", "shutting_down")
+# Counted, not logged: a flood of slow or oversized clients must not become a log flood.
+_CLOSED = {
+    reason: metrics.CONNECTIONS_CLOSED.labels(reason)
+    for reason in (
+        "headers_too_large",
+        "header_timeout",
+        "body_timeout",
+        "too_many_connections",
+        "shutting_down",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True
+            _CLOSED["too_many_connections"].inc()
             transport.write(_TOO_MANY_CONNECTIONS)
             transport.close()
             return
@@ -115,6 +128,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._heads_read == heads_read:
             self._disarm()
+            _CLOSED["headers_too_large"].inc()
             self.transport.write(_HEADERS_TOO_LARGE)
             self.transport.close()
             return
@@ -145,6 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # Waiting for a body that may come slowly or never: answer now so the shutdown
             # does not wait out its grace period, and the platform retries elsewhere.
             self._disarm()
+            _CLOSED["shutting_down"].inc()
             self.transport.write(_SHUTTING_DOWN)
             self.transport.close()
             return
@@ -164,4 +179,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
+            _CLOSED["body_timeout" if self._reading_body else "header_timeout"].inc()
             self.transport.close()  # dropped: an app waiting for the body sees a disconnect

@@ -137,6 +137,18 @@ def test_connections_past_the_cap_are_refused_then_served_again(server: Setup) -
     served_normally(server)
 
 
+def test_every_edge_closing_was_counted(server: Setup) -> None:
+    """Runs after the tests above on the same server (pytest keeps file order)."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=WAIT).text
+    counted = {}
+    for line in text.splitlines():
+        match = re.match(r'avatar_callbacks_connections_closed_total\{reason="(\w+)"\} (\S+)', line)
+        if match:
+            counted[match.group(1)] = float(match.group(2))
+    for reason in ("headers_too_large", "header_timeout", "body_timeout", "too_many_connections"):
+        assert counted.get(reason, 0) >= 1, (reason, counted)
+
+
 def test_sigterm_answers_a_slow_body_and_does_not_wait_for_it(tmp_path: Path) -> None:
     setup = Setup(tmp_path, [ST], KEYS, server={"body_timeout": 60.0}).write()
     proc = ServerProcess(setup).start()
