@@ -37,6 +37,9 @@ METASTUDIO_KINDS: tuple[str, ...] = (
 METASTUDIO_AUTHS: tuple[str, ...] = ("MSS_A", "MSS_A_HEAD", "NONE")
 DEFAULT_BODY_LIMIT = 1024 * 1024
 CONFIG_ENV = "CALLBACKS_CONFIG"
+DEFAULT_HOST_ENV = "CALLBACKS_DEFAULT_HOST"
+"""The host to bind when ``[server] host`` is not set (the container image sets 0.0.0.0);
+unlike ``CALLBACKS_HOST`` it does not override a host the file names."""
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -48,6 +51,13 @@ class ServerConfig:
     workers: int = 1
     body_limit: int = DEFAULT_BODY_LIMIT
     log_format: Literal["json", "console"] = "json"
+    # The connection's edges (callbacks/http_guard.py): a platform's callback has a head of a
+    # few hundred bytes and arrives within a second; these leave room and bound the rest.
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
+    keepalive_timeout: int = 5  # seconds an idle kept-alive connection stays open
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ def parse_config(
         data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
     )
 
-    server = _read_server(reader, reader.table(data, "server"))
+    server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
     reader.no_unknown(store_table, "store", {"url", "write_timeout"})
     store = StoreConfig(
@@ -223,16 +233,44 @@ def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     return int(text)
 
 
-def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
-    reader.no_unknown(table, "server", {"host", "port", "workers", "body_limit", "log_format"})
-    defaults = ServerConfig()
-    log_format = reader.choice(table, "server.log_format", ("json", "console"), defaults.log_format)
+def _read_server(
+    reader: _Reader, table: Mapping[str, Any], default_host: str | None
+) -> ServerConfig:
+    reader.no_unknown(
+        table,
+        "server",
+        {
+            "host",
+            "port",
+            "workers",
+            "body_limit",
+            "log_format",
+            "max_header_bytes",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+            "keepalive_timeout",
+        },
+    )
+    d = ServerConfig()
+    log_format = reader.choice(table, "server.log_format", ("json", "console"), d.log_format)
     return ServerConfig(
-        host=reader.string(table, "server.host", defaults.host),
-        port=reader.integer(table, "server.port", defaults.port, 1, 65535),
-        workers=reader.integer(table, "server.workers", defaults.workers, 1, 64),
-        body_limit=reader.integer(table, "server.body_limit", defaults.body_limit, 1024, 64 << 20),
+        host=reader.string(table, "server.host", default_host or d.host),
+        port=reader.integer(table, "server.port", d.port, 1, 65535),
+        workers=reader.integer(table, "server.workers", d.workers, 1, 64),
+        body_limit=reader.integer(table, "server.body_limit", d.body_limit, 1024, 64 << 20),
         log_format=log_format,  # type: ignore[arg-type]
+        max_header_bytes=reader.integer(
+            table, "server.max_header_bytes", d.max_header_bytes, 1024, 1 << 20
+        ),
+        header_timeout=reader.number(table, "server.header_timeout", d.header_timeout, 0.1, 300),
+        body_timeout=reader.number(table, "server.body_timeout", d.body_timeout, 0.1, 300),
+        max_connections=reader.integer(
+            table, "server.max_connections", d.max_connections, 1, 1_000_000
+        ),
+        keepalive_timeout=reader.integer(
+            table, "server.keepalive_timeout", d.keepalive_timeout, 1, 300
+        ),
     )
 
 
