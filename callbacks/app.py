@@ -61,7 +61,7 @@ def create_app(
     ``dispatch=False`` stores callbacks without delivering them (e.g. when handlers run elsewhere).
     """
     if handlers is None:
-        handlers = load_handlers(config.handler_modules)
+        handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
     sinks = open_sinks(config)
     handlers = with_sinks(handlers, sinks)
     if store is None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callbacks._toml import TomlUnreadable, read_toml
 from callbacks.errors import ConfigError
 from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
@@ -142,14 +142,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read, check and return the configuration at ``path``, with environment overrides applied."""
     source = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot be read: {exc.strerror}") from None
+        data = read_toml(Path(path))
+    except TomlUnreadable as exc:
+        raise ConfigError(source, "", exc.problem) from None
     return parse_config(data, source=source, base_dir=Path(path).parent, env=env)
 
 
