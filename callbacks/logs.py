@@ -16,6 +16,8 @@ from typing import Any, Literal
 import orjson
 import structlog
 
+from callbacks import metrics
+
 _SECRET_FIELDS = frozenset(
     {"key", "secret", "signature", "token", "auth_key", "body", "raw", "stream_key", "password"}
 )
@@ -68,6 +70,40 @@ class RejectionSampler:
             self._second = second
 
 
+class _DroppingBytesLogger(structlog.BytesLogger):
+    """A log line that cannot be written is dropped and counted, never raised: stdout on a full
+    disk (the same disk as the inbox, often) must not turn a callback's 503 into a 500."""
+
+    def msg(self, message: bytes) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            metrics.LOG_LINES_DROPPED.inc()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _DroppingPrintLogger(structlog.PrintLogger):
+    __doc__ = _DroppingBytesLogger.__doc__
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError):
+            metrics.LOG_LINES_DROPPED.inc()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _DroppingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stdlib side (uvicorn's records) of the same rule."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        metrics.LOG_LINES_DROPPED.inc()
+
+
 def _orjson_text(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
@@ -89,19 +125,19 @@ def configure_logging(
     if fmt == "console":
         renderer: Any = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         text_renderer: Any = renderer
-        logger_factory = structlog.PrintLoggerFactory(sys.stdout)
+        logger_factory = lambda *_: _DroppingPrintLogger(sys.stdout)  # noqa: E731
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         text_renderer = structlog.processors.JSONRenderer(serializer=_orjson_text)
-        logger_factory = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        logger_factory = lambda *_: _DroppingBytesLogger(sys.stdout.buffer)  # noqa: E731
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _DroppingStreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, text_renderer],

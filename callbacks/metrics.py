@@ -54,6 +54,10 @@ INBOX_DEPTH = Gauge(
     "Events stored and not yet delivered (pending), as last sampled.",
     multiprocess_mode="max",
 )
+LOG_LINES_DROPPED = Counter(
+    "avatar_callbacks_log_lines_dropped_total",
+    "Log lines that could not be written (stdout on a full disk, a closed pipe) and were dropped.",
+)
 KEY_RELOAD_FAILURES = Counter(
     "avatar_callbacks_key_reload_failures_total",
     "Key-file reloads that failed (the file was unreadable or invalid; the old keys stay).",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from callbacks.logs import RejectionSampler, redact_secrets
+import errno
+import io
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from callbacks import metrics
+from callbacks.logs import RejectionSampler, configure_logging, redact_secrets
 
 
 def test_redact_masks_fields_named_like_secrets() -> None:
@@ -31,3 +41,37 @@ def test_rejections_past_the_burst_are_counted_then_summarised() -> None:
     assert sampler.summaries() == {("st", "signature_mismatch"): 7}
     assert sampler.summaries() == {}  # reported once
     assert sampler.admit("st", "signature_mismatch") is True
+
+
+class FullDisk(io.RawIOBase):
+    """A stream whose every write fails as a full disk's does."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_a_log_line_that_cannot_be_written_is_dropped_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.TextIOWrapper(io.BufferedWriter(FullDisk(), buffer_size=1), write_through=True)
+    monkeypatch.setattr(sys, "stdout", stream)
+    dropped = metrics.LOG_LINES_DROPPED._value.get()
+    for fmt in ("json", "console"):
+        configure_logging(fmt)
+        structlog.get_logger("t").error("callback_failed", route="st")
+        logging.getLogger("uvicorn.error").error("from the stdlib side")
+    assert metrics.LOG_LINES_DROPPED._value.get() >= dropped + 4
