@@ -40,7 +40,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -138,6 +138,8 @@ class Dispatcher:
             name: r.handler_timeout for name, r in routes.items() if r.handler_timeout
         }
         self._unhandled_types: set[str] = set()
+        self._room_wanted = False  # the loop sleeps until held events make room
+        self._start_soon = False  # hand-overs are about to be started
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -163,9 +165,19 @@ class Dispatcher:
         """
         if lease is None:
             self._claim_wanted = True
-        else:
-            self._handed.append(Handover(callback, route, raw, lease.until))
-        self._wake.set()
+            self._wake.set()
+            return
+        self._handed.append(Handover(callback, route, raw, lease.until))
+        if self._task is not None and not self._start_soon:
+            # Started from a callback rather than by waking the loop: every hand-over of one
+            # group commit resumes in the same turn of the event loop, and they start together.
+            self._start_soon = True
+            asyncio.get_running_loop().call_soon(self._start_handed_soon)
+
+    def _start_handed_soon(self) -> None:
+        self._start_soon = False
+        if not self._stopping:
+            self._start_handed()
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -207,17 +219,17 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim one round of due events and deliver it; returns when every outcome of the round
         is written (the background loop does not wait: each event is written when done)."""
-        tasks = await self._claim(self._capacity - len(self._held))
+        count, tasks = await self._claim(self._capacity - len(self._held))
         if tasks:
             await asyncio.gather(*tasks)
-        return len(tasks)
+        return count
 
     async def run_handed(self) -> int:
         """Deliver the handed-over events there is room for; returns when they are written."""
-        tasks = self._start_handed()
+        count, tasks = self._start_handed()
         if tasks:
             await asyncio.gather(*tasks)
-        return len(tasks)
+        return count
 
     async def renew_leases(self) -> int:
         """Extend the lease of every event held; returns how many were found lost."""
@@ -270,7 +282,8 @@ class Dispatcher:
                 self._start_handed()
                 if self._claim_due(next_claim):
                     self._claim_wanted = False
-                    if not await self._claim(self._capacity - len(self._held)):
+                    claimed, _ = await self._claim(self._capacity - len(self._held))
+                    if not claimed:
                         next_claim = time.monotonic() + self.config.poll_interval
                     continue
             except StoreUnavailable as exc:
@@ -299,14 +312,16 @@ class Dispatcher:
         if self._handed and self._has_room():
             return 0.0
         if len(self._held) > self._capacity // 2:
+            self._room_wanted = True  # woken by the event that makes room
             return self.config.poll_interval
         now = time.monotonic()
         at = now if self._claim_wanted else next_claim
         return max(at - now, self._outage.wait_time(), 0.001 if self._claim_wanted else 0.0)
 
-    async def _claim(self, limit: int) -> list[asyncio.Task[None]]:
+    async def _claim(self, limit: int) -> tuple[int, list[asyncio.Task[None]]]:
+        """Claim up to ``limit`` due events and start them: how many, and their tasks."""
         if limit <= 0:
-            return []
+            return 0, []
         owner = f"{self.owner}/{next(self._claims)}"
         events = await self.store.claim(
             owner=owner,
@@ -315,12 +330,12 @@ class Dispatcher:
             lease_seconds=self.config.lease_seconds,
         )
         self._outage.succeeded()
-        return [self._start(self._work(e, owner)) for e in events]
+        return len(events), self._start_all([self._work(e, owner) for e in events])
 
-    def _start_handed(self) -> list[asyncio.Task[None]]:
+    def _start_handed(self) -> tuple[int, list[asyncio.Task[None]]]:
         now = self.clock()
-        tasks: list[asyncio.Task[None]] = []
-        while self._handed and self._has_room():
+        items: list[_Work] = []
+        while self._handed and len(self._held) + len(items) < self._capacity:
             callback, route, raw, until = self._handed.popleft()
             if until <= now:
                 self._claim_wanted = True  # its lease lapsed: a claim takes it, once
@@ -336,31 +351,66 @@ class Dispatcher:
                 None,
                 self._handover_owner,
             )
-            tasks.append(self._start(item))
+            items.append(item)
+        return len(items), self._start_all(items)
+
+    def _start_all(self, items: Sequence[_Work]) -> list[asyncio.Task[None]]:
+        """A task for each event with handlers; one for all those without (settled at once,
+        their outcomes written together, so they cost no task each)."""
+        tasks: list[asyncio.Task[None]] = []
+        unhandled: list[tuple[_Work, Outcome]] = []
+        for item in items:
+            self._held[item.id] = item.owner
+            registered = self.handlers.for_event(item.event)
+            if registered:
+                tasks.append(self._spawn(self._handle(item, registered)))
+            else:
+                unhandled.append((item, self._unhandled(item)))
+        if unhandled:
+            tasks.append(self._spawn(self._settle_unhandled(unhandled)))
         return tasks
 
-    def _start(self, item: _Work) -> asyncio.Task[None]:
-        self._held[item.id] = item.owner
-        task = asyncio.create_task(self._handle(item))
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def _settle_unhandled(self, settled: Sequence[tuple[_Work, Outcome]]) -> None:
+        """Write the outcomes of events without handlers, in one write."""
+        try:
+            while batch := [(i, o) for i, o in settled if (i.id, i.owner) not in self._lost]:
+                if wait := self._outage.wait_time():
+                    await asyncio.sleep(wait)
+                    continue
+                try:
+                    written = await self.store.finish([(i.id, i.owner, o) for i, o in batch])
+                except StoreUnavailable as exc:
+                    self._outage.failed(exc, "finish")
+                    continue
+                self._outage.succeeded()
+                for item, _ in batch:
+                    if item.id not in written:
+                        metrics.LEASES_LOST.labels("finish").inc()
+                        log.warning("dispatch_lease_lost", delivery_id=item.id, at="finish")
+                return
+        except Exception:
+            log.exception("dispatch_event_failed", delivery_ids=[i.id for i, _ in settled])
+        finally:
+            for item, _ in settled:
+                self._release(item)
+
     # -- one event -------------------------------------------------------------------------------
 
-    async def _handle(self, item: _Work) -> None:
+    async def _handle(self, item: _Work, registered: Sequence[Registration]) -> None:
         """Deliver one held event and write its outcome. Never raises."""
         try:
-            registered = self.handlers.for_event(item.event)
-            if not registered:
-                outcome = self._unhandled(item)
-            else:
-                async with self._slots:
-                    outcome = (
-                        self._given_back(item)
-                        if self._stopping
-                        else await self._deliver(item, registered)
-                    )
+            async with self._slots:
+                outcome = (
+                    self._given_back(item)
+                    if self._stopping
+                    else await self._deliver(item, registered)
+                )
             if await self._write(item, outcome) and outcome.status == "dead":
                 log.error("event_dead", delivery_id=item.id, attempts=outcome.attempts)
                 await self._call_dead_hooks(item, outcome)
@@ -369,10 +419,15 @@ class Dispatcher:
         except Exception:
             log.exception("dispatch_event_failed", delivery_id=item.id)
         finally:
-            if self._held.get(item.id) == item.owner:
-                del self._held[item.id]
-            self._finishing.discard(item.id)
-            self._lost.discard((item.id, item.owner))
+            self._release(item)
+
+    def _release(self, item: _Work) -> None:
+        if self._held.get(item.id) == item.owner:
+            del self._held[item.id]
+        self._finishing.discard(item.id)
+        self._lost.discard((item.id, item.owner))
+        if self._room_wanted and len(self._held) <= self._capacity // 2:
+            self._room_wanted = False  # the loop waits for room: there is some now
             self._wake.set()
 
     async def _write(self, item: _Work, outcome: Outcome) -> bool:

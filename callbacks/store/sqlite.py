@@ -384,22 +384,25 @@ class SQLiteStore:
             ]
         )
 
-        # One statement for them all: the outcomes travel as one JSON array, each with the
-        # owner whose claim it must still be.
+        # Two statements whatever the count (RETURNING would be a step per row, see
+        # _accept_all): which claims are still their owner's, then the update of those. The
+        # outcomes travel as one JSON array, each with the owner whose claim it must be.
         def run(conn: sqlite3.Connection) -> set[str]:
-            rows = conn.execute(
-                "UPDATE events SET status = json_extract(o.value, '$[1]'), "
-                "attempts = json_extract(o.value, '$[2]'), "
-                "next_attempt_at = json_extract(o.value, '$[3]'), "
-                "handler_state = json_extract(o.value, '$[4]'), "
-                "last_error = json_extract(o.value, '$[5]'), "
-                "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
-                "FROM json_each(?) AS o "
-                "WHERE events.id = json_extract(o.value, '$[0]') "
-                "AND events.claimed_by = json_extract(o.value, '$[6]') RETURNING events.id",
-                (time.time(), packed),
-            ).fetchall()
-            return {row[0] for row in rows}
+            held = _held_by_owner(conn, packed, owner_at=6)
+            if held:
+                conn.execute(
+                    "UPDATE events SET status = json_extract(o.value, '$[1]'), "
+                    "attempts = json_extract(o.value, '$[2]'), "
+                    "next_attempt_at = json_extract(o.value, '$[3]'), "
+                    "handler_state = json_extract(o.value, '$[4]'), "
+                    "last_error = json_extract(o.value, '$[5]'), "
+                    "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
+                    "FROM json_each(?) AS o "
+                    "WHERE events.id = json_extract(o.value, '$[0]') "
+                    "AND events.claimed_by = json_extract(o.value, '$[6]')",
+                    (time.time(), packed),
+                )
+            return held
 
         return await self._write(run)
 
@@ -411,13 +414,15 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> set[str]:
             # Each lease travels with its owner: only a claim that is still that owner's is
             # extended, so a lapsed one taken over by another claimer stays theirs.
-            rows = conn.execute(
-                "UPDATE events SET claimed_until = ? FROM json_each(?) AS l "
-                "WHERE events.id = json_extract(l.value, '$[0]') "
-                "AND events.claimed_by = json_extract(l.value, '$[1]') RETURNING events.id",
-                (until, packed),
-            ).fetchall()
-            return {row[0] for row in rows}
+            held = _held_by_owner(conn, packed, owner_at=1)
+            if held:
+                conn.execute(
+                    "UPDATE events SET claimed_until = ? FROM json_each(?) AS l "
+                    "WHERE events.id = json_extract(l.value, '$[0]') "
+                    "AND events.claimed_by = json_extract(l.value, '$[1]')",
+                    (until, packed),
+                )
+            return held
 
         return await self._write(run)
 
@@ -612,6 +617,18 @@ def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job], busy_ms: int
         _commit(conn)
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _held_by_owner(conn: sqlite3.Connection, packed: bytes, *, owner_at: int) -> set[str]:
+    """Of the JSON array's ``[id, ...]`` items, the ids whose claim is the owner's at index
+    ``owner_at`` (one step: the ids come back as one text)."""
+    found = conn.execute(
+        "SELECT group_concat(events.id) FROM json_each(?) AS o JOIN events "
+        "ON events.id = json_extract(o.value, '$[0]') "
+        "AND events.claimed_by = json_extract(o.value, ?)",
+        (packed, f"$[{owner_at}]"),
+    ).fetchone()[0]
+    return set(found.split(",")) if found else set()
 
 
 def _commit(conn: sqlite3.Connection) -> None:
