@@ -124,6 +124,9 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
             return acked <= ended
 
         assert wait_for(all_handled, timeout=60), "acknowledged callbacks were not handled"
+        # Events the victim handled but died before settling are the survivor's once their
+        # (renewed) leases lapse.
+        assert wait_for(lambda: _pending(postgres_schema_url) == 0, timeout=30)
     finally:
         survivor.stop()
 
@@ -166,6 +169,14 @@ def _originals(url: str, ids: set[str]) -> set[str]:
             "SELECT id, duplicate_of FROM avatar_callbacks_events WHERE id = ANY(%s)", (list(ids),)
         )
         return {duplicate_of or event_id for event_id, duplicate_of in rows}
+
+
+def _pending(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM avatar_callbacks_events WHERE status = 'pending'"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
 def _claimed_by(url: str, pid: int) -> set[str]:
