@@ -352,6 +352,8 @@ class Dispatcher:
                 self._handover_owner,
             )
             items.append(item)
+        if self._handed:
+            self._room_wanted = True  # the rest start when held events make room
         return len(items), self._start_all(items)
 
     def _start_all(self, items: Sequence[_Work]) -> list[asyncio.Task[None]]:

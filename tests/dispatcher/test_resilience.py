@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -606,3 +608,49 @@ def test_dispatch_config_reads_timeouts_and_store_backoff() -> None:
             parse_config({"dispatch": bad})
     with pytest.raises(ConfigError, match=r"routes\[0\] \(st\).handler_timeout"):
         parse_config({"routes": [dict(route, handler_timeout=-1)]})
+
+
+SETTINGS = st.sampled_from(
+    ["handler_timeout", "handler_threads", "store_backoff_initial", "store_backoff_max"]
+)
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(setting=SETTINGS, value=VALUES, on_route=st.booleans())
+def test_any_dispatch_setting_value_is_taken_in_range_or_refused_with_config_error(
+    setting: str, value: object, on_route: bool
+) -> None:
+    from callbacks.config import parse_config
+    from callbacks.errors import ConfigError
+
+    route = {
+        "name": "st",
+        "path": "/cb/st",
+        "provider": "sensetime",
+        "public_url": "https://hooks.example.com/cb/st",
+    }
+    if on_route:
+        setting = "handler_timeout"
+        data: dict[str, object] = {"routes": [dict(route, handler_timeout=value)]}
+    else:
+        data = {"dispatch": {setting: value}}
+    refused: ConfigError | None = None
+    try:
+        config = parse_config(data)
+    except ConfigError as exc:
+        refused = exc
+    if refused is not None:
+        assert setting in refused.setting
+        return
+    taken = config.routes[0].handler_timeout if on_route else getattr(config.dispatch, setting)
+    assert taken == value
+    assert not isinstance(value, bool)
+    assert isinstance(taken, int | float)
+    assert taken >= 0
