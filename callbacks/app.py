@@ -16,10 +16,11 @@ from typing import Any
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
@@ -30,7 +31,7 @@ from callbacks.handlers import Handlers, load_handlers
 from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
-from callbacks.receiver import Receiver, json_response
+from callbacks.receiver import INTERNAL_ERROR, Receiver, json_response
 from callbacks.sinks.delivery import open_sinks, with_sinks
 from callbacks.store import ServingStore, open_store
 
@@ -61,7 +62,7 @@ def create_app(
     ``dispatch=False`` stores callbacks without delivering them (e.g. when handlers run elsewhere).
     """
     if handlers is None:
-        handlers = load_handlers(config.handler_modules)
+        handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
     sinks = open_sinks(config)
     handlers = with_sinks(handlers, sinks)
     if store is None:
@@ -159,8 +160,13 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(InternalErrorGuard, receiver=receiver)],
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
+    # Starlette answers a path that differs only by a trailing slash with a 307 to the other
+    # spelling, built from the Host header: a platform would not follow it with its POST, and
+    # a probe would learn the route table. Every unknown path is a plain 404 instead.
+    app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
 
@@ -184,6 +190,40 @@ class CallbackEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.receiver.handle(Request(scope, receive), self.route)
         await response(scope, receive, send)
+
+
+class InternalErrorGuard:
+    """The last word on an exception nothing else handled: a short JSON 500, one sampled log line.
+
+    Starlette's own error middleware answers plain text and re-raises, so the server would log
+    a full traceback for every such request; here the exception stops, and its log line is
+    sampled with the receiver's rejections (the callback routes answer their own failures, so
+    this only sees the other endpoints' bugs).
+    """
+
+    def __init__(self, app: ASGIApp, receiver: Receiver) -> None:
+        self.app = app
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_start)
+        except Exception as exc:
+            self.receiver.log_app_failure(exc, scope.get("path", ""))
+            if not started:  # otherwise the client sees the connection end mid-answer
+                await json_response(500, {"ok": False, "reason": INTERNAL_ERROR})(
+                    scope, receive, send
+                )
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

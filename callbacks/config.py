@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callbacks._toml import TomlUnreadable, read_toml
 from callbacks.errors import ConfigError
 from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
@@ -37,6 +37,9 @@ METASTUDIO_KINDS: tuple[str, ...] = (
 METASTUDIO_AUTHS: tuple[str, ...] = ("MSS_A", "MSS_A_HEAD", "NONE")
 DEFAULT_BODY_LIMIT = 1024 * 1024
 CONFIG_ENV = "CALLBACKS_CONFIG"
+DEFAULT_HOST_ENV = "CALLBACKS_DEFAULT_HOST"
+"""The host to bind when ``[server] host`` is not set (the container image sets 0.0.0.0);
+unlike ``CALLBACKS_HOST`` it does not override a host the file names."""
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -48,6 +51,13 @@ class ServerConfig:
     workers: int = 1
     body_limit: int = DEFAULT_BODY_LIMIT
     log_format: Literal["json", "console"] = "json"
+    # The connection's edges (callbacks/http_guard.py): a platform's callback has a head of a
+    # few hundred bytes and arrives within a second; these leave room and bound the rest.
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
+    keepalive_timeout: int = 5  # seconds an idle kept-alive connection stays open
 
 
 @dataclass(frozen=True)
@@ -147,14 +157,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read, check and return the configuration at ``path``, with environment overrides applied."""
     source = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "", f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot be read: {exc.strerror}") from None
+        data = read_toml(Path(path))
+    except TomlUnreadable as exc:
+        raise ConfigError(source, "", exc.problem) from None
     return parse_config(data, source=source, base_dir=Path(path).parent, env=env)
 
 
@@ -173,7 +178,7 @@ def parse_config(
         data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
     )
 
-    server = _read_server(reader, reader.table(data, "server"))
+    server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
     reader.no_unknown(store_table, "store", {"url", "write_timeout"})
     store = StoreConfig(
@@ -243,16 +248,44 @@ def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     return int(text)
 
 
-def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
-    reader.no_unknown(table, "server", {"host", "port", "workers", "body_limit", "log_format"})
-    defaults = ServerConfig()
-    log_format = reader.choice(table, "server.log_format", ("json", "console"), defaults.log_format)
+def _read_server(
+    reader: _Reader, table: Mapping[str, Any], default_host: str | None
+) -> ServerConfig:
+    reader.no_unknown(
+        table,
+        "server",
+        {
+            "host",
+            "port",
+            "workers",
+            "body_limit",
+            "log_format",
+            "max_header_bytes",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+            "keepalive_timeout",
+        },
+    )
+    d = ServerConfig()
+    log_format = reader.choice(table, "server.log_format", ("json", "console"), d.log_format)
     return ServerConfig(
-        host=reader.string(table, "server.host", defaults.host),
-        port=reader.integer(table, "server.port", defaults.port, 1, 65535),
-        workers=reader.integer(table, "server.workers", defaults.workers, 1, 64),
-        body_limit=reader.integer(table, "server.body_limit", defaults.body_limit, 1024, 64 << 20),
+        host=reader.string(table, "server.host", default_host or d.host),
+        port=reader.integer(table, "server.port", d.port, 1, 65535),
+        workers=reader.integer(table, "server.workers", d.workers, 1, 64),
+        body_limit=reader.integer(table, "server.body_limit", d.body_limit, 1024, 64 << 20),
         log_format=log_format,  # type: ignore[arg-type]
+        max_header_bytes=reader.integer(
+            table, "server.max_header_bytes", d.max_header_bytes, 1024, 1 << 20
+        ),
+        header_timeout=reader.number(table, "server.header_timeout", d.header_timeout, 0.1, 300),
+        body_timeout=reader.number(table, "server.body_timeout", d.body_timeout, 0.1, 300),
+        max_connections=reader.integer(
+            table, "server.max_connections", d.max_connections, 1, 1_000_000
+        ),
+        keepalive_timeout=reader.integer(
+            table, "server.keepalive_timeout", d.keepalive_timeout, 1, 300
+        ),
     )
 
 

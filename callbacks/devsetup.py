@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from callbacks.keyfile import KeyFile, read_key_file, write_key_file
+from callbacks.keyfile import read_key_file, write_key_file
 from verify.metastudio import generate_key
 from verify.sensetime import generate_auth_key
 
@@ -65,7 +65,3 @@ def ensure_dev_setup(directory: Path = DEV_DIR, *, port: int = 8000) -> Path:
     if changed or not keys_path.exists():
         write_key_file(keys_path, keys)
     return config
-
-
-def dev_keys_present(keys: KeyFile) -> bool:
-    return bool(keys.for_route("sensetime")) and bool(keys.for_route("metastudio-video"))

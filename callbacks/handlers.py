@@ -30,9 +30,11 @@ dead, with a :class:`DeadLetter` (to alert, or to park the event elsewhere)::
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from callbacks.errors import HandlerLoadError
@@ -161,15 +163,26 @@ class Handlers:
         return len(self._registrations)
 
 
-def load_handlers(modules: Iterable[str], *, use_entry_points: bool = True) -> Handlers:
-    """Collect the ``handlers`` registries of the configured modules and installed entry points."""
+def load_handlers(
+    modules: Iterable[str], *, use_entry_points: bool = True, config_dir: Path | None = None
+) -> Handlers:
+    """Collect the ``handlers`` registries of the configured modules and installed entry points.
+
+    A module is found among the installed packages, else in ``config_dir`` (the folder of
+    ``callbacks.toml``), which is added to the end of ``sys.path`` for that: a handler package
+    can sit next to the config without being installed, and never hides an installed module.
+    """
+    modules = list(modules)
+    if config_dir is not None and modules and str(config_dir) not in sys.path:
+        sys.path.append(str(config_dir))
     combined = Handlers()
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
             raise HandlerLoadError(
-                f"handler module {module_name!r} cannot be imported: {type(exc).__name__}: {exc}"
+                f"handler module {module_name!r} cannot be imported: {type(exc).__name__}: "
+                f"{exc}{_where_modules_are_found(exc, module_name, config_dir)}"
             ) from exc
         registry = getattr(module, "handlers", None)
         if not isinstance(registry, Handlers):
@@ -189,3 +202,12 @@ def load_handlers(modules: Iterable[str], *, use_entry_points: bool = True) -> H
                 raise HandlerLoadError(f"entry point {ep.name!r} is not a Handlers registry")
             combined.include(registry)
     return combined
+
+
+def _where_modules_are_found(exc: Exception, module_name: str, config_dir: Path | None) -> str:
+    """For a module that is not there at all, where it was looked for."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if not missing or not f"{module_name}.".startswith(f"{missing}."):
+        return ""
+    folder = f"the config folder ({config_dir}) and " if config_dir is not None else ""
+    return f" (handler modules are looked for in {folder}the installed packages)"

@@ -2,17 +2,18 @@
 
 A route's ring is ordered primary, then next, then previous. ``next`` keys verify before they are
 primary (so the receiver accepts the new key before the platform is switched to it), ``previous``
-keys verify until their ``retire_after`` moment. The file is private (0600) and always replaced
-atomically, so a reader never sees half a file.
+keys verify until their ``retire_after`` moment. The file is private (created 0600; a rewrite keeps
+its owner, group and mode) and always replaced atomically, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
 import tempfile
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,19 @@ from typing import Any, Literal
 
 import tomli_w
 
+from callbacks._toml import TomlUnreadable, read_toml
 from callbacks.errors import KeyFileError
 from verify import Key, KeyRing, key_id
+from verify.metastudio import MAX_KEY_LENGTH
+from verify.sensetime import MAX_AUTH_KEY_LENGTH
 
 KeyState = Literal["primary", "next", "previous"]
 KEY_STATES: tuple[str, ...] = ("primary", "next", "previous")
 _STATE_ORDER = {"primary": 0, "next": 1, "previous": 2}
+
+MAX_SECRET_LENGTH = min(MAX_AUTH_KEY_LENGTH, MAX_KEY_LENGTH)
+"""The longest key either platform accepts (32 characters)."""
+_TOO_LONG = f"key longer than the platforms' {MAX_SECRET_LENGTH}-character limit"
 
 HEADER = (
     "# avatar-callbacks key file: secrets. Keep it private (chmod 600).\n"
@@ -68,6 +76,11 @@ class KeyFile:
     def rings(self) -> dict[str, KeyRing]:
         return {route: self.ring(route) for route in sorted({e.route for e in self.entries})}
 
+    def primary(self, route: str) -> KeyEntry | None:
+        """The key that signs for ``route`` (what ``callbacks simulate`` and tokens use)."""
+        entries = self.for_route(route)
+        return entries[0] if entries and entries[0].state == "primary" else None
+
     def find(self, route: str, id_prefix: str) -> KeyEntry:
         """The route's key whose id starts with ``id_prefix`` (unique), as operators type it."""
         matches = [e for e in self.for_route(route) if e.id.startswith(id_prefix)]
@@ -77,14 +90,9 @@ class KeyFile:
             raise KeyFileError(f"id prefix {id_prefix!r} matches several keys of {route!r}")
         return matches[0]
 
-    def with_entries(self, entries: Iterable[KeyEntry]) -> KeyFile:
-        return replace(self, entries=tuple(entries))
-
     def add(self, route: str, secret: str, *, state: KeyState, now: datetime) -> KeyFile:
-        if len(secret) > 32:  # read_key_file refuses it: the file could not be loaded again
-            raise KeyFileError(
-                f"route {route!r}: key longer than the platforms' 32-character limit"
-            )
+        if len(secret) > MAX_SECRET_LENGTH:  # read_key_file would refuse the file written
+            raise KeyFileError(f"route {route!r}: {_TOO_LONG}")
         if any(e.secret == secret for e in self.for_route(route)):
             raise KeyFileError(f"route {route!r} already has key {key_id(secret)}")
         if state == "primary" and any(e.state == "primary" for e in self.for_route(route)):
@@ -124,12 +132,9 @@ def read_key_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> 
             f"{p}: key file is readable or writable by every user; run `chmod 600 {p}`"
         )
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"{p}: cannot be read ({type(exc).__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        # The decoder's message names a line and column, never the value on it.
-        raise KeyFileError(f"{p}: not valid TOML ({exc})") from None
+        data = read_toml(p)
+    except TomlUnreadable as exc:
+        raise KeyFileError(f"{p}: {exc.problem}") from None
     return parse_key_file(data, source=str(p))
 
 
@@ -156,8 +161,8 @@ def _parse_entry(item: object, at: str) -> KeyEntry:
         raise KeyFileError(f"{at}.route: required, a route name")
     if not isinstance(secret, str):
         raise KeyFileError(f"{at}.secret: required, a string")
-    if len(secret) > 32:
-        raise KeyFileError(f"{at}.secret: longer than the platforms' 32-character limit")
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise KeyFileError(f"{at}.secret: {_TOO_LONG}")
     if state not in KEY_STATES:
         raise KeyFileError(f"{at}.state: must be one of {', '.join(KEY_STATES)}")
     added_at = _parse_time(item.get("added_at"), f"{at}.added_at", required=False)
@@ -195,14 +200,84 @@ def dump_key_file(keyfile: KeyFile) -> str:
     return HEADER + tomli_w.dumps({**keyfile.sections, "keys": rows})
 
 
+def _take_over_ownership(fd: int, path: Path) -> None:
+    """Give the open file ``fd`` the owner, group and mode of ``path`` (0600 if there is none)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        os.fchmod(fd, 0o600)
+        return
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except PermissionError:
+            raise KeyFileError(
+                f"{path} belongs to uid {st.st_uid}, gid {st.st_gid}: rewritten by uid "
+                f"{os.geteuid()} it would change hands and the receiver might not read it; run "
+                "this as the file's owner or as root"
+            ) from None
+    mode = stat.S_IMODE(st.st_mode)
+    # A mode that lets every user in was never meant: such a file becomes private, not kept.
+    os.fchmod(fd, 0o600 if mode & 0o007 else mode)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise edits of one key file, so two operators never lose each other's change.
+
+    The lock is a separate file: the key file itself is replaced on every write, and a lock on
+    a replaced file protects nothing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(f".{path.name}.lock")
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot lock the key file ({lock_path}: {exc.strerror})") from None
+    try:
+        with contextlib.suppress(OSError):  # the file's owner must be able to lock it next time
+            st = path.stat()
+            if os.geteuid() == 0 and os.fstat(fd).st_uid != st.st_uid:
+                os.fchown(fd, st.st_uid, st.st_gid)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_key_file(
+    path: str | os.PathLike[str],
+    change: Callable[[KeyFile], KeyFile],
+    *,
+    missing_ok: bool = False,
+) -> tuple[KeyFile, KeyFile]:
+    """Read the key file, apply ``change`` and replace the file atomically, all under an
+    exclusive lock; returns (before, after). Every failure is a :class:`KeyFileError`."""
+    p = Path(path)
+    with _locked(p):
+        before = read_key_file(p, missing_ok=missing_ok)
+        after = change(before)
+        try:
+            write_key_file(p, after)
+        except OSError as exc:
+            raise KeyFileError(f"cannot write the key file {p}: {exc.strerror}") from None
+    return before, after
+
+
 def write_key_file(path: str | os.PathLike[str], keyfile: KeyFile) -> None:
-    """Replace the key file atomically (temp file in the same folder, fsync, rename), mode 0600."""
+    """Replace the key file atomically (temp file in the same folder, fsync, rename).
+
+    A new file is mode 0600. A rewrite keeps the file's owner, group and mode (0600 instead of a
+    mode open to every user): ``sudo callbacks keys add`` must not hand a ``nobody``-owned file
+    to root, where the service could no longer read it. Raises KeyFileError, before changing
+    anything, when the owner cannot be kept.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = dump_key_file(keyfile)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        os.fchmod(fd, 0o600)
+        _take_over_ownership(fd, p)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

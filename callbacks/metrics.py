@@ -98,6 +98,13 @@ SINK_SENDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+CONNECTIONS_CLOSED = Counter(
+    "avatar_callbacks_connections_closed_total",
+    "Connections the server answered and closed, or dropped, at its edges, by reason "
+    "(headers_too_large, header_timeout, body_timeout, too_many_connections, shutting_down).",
+    ["reason"],
+)
+
 
 class RouteMetrics:
     """One route's labelled metrics, looked up once: ``labels()`` costs more than the update."""

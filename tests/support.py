@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import tomli_w
+from click.testing import CliRunner, Result
 
+from callbacks import testing
+from callbacks.cli import main
+from callbacks.config import RouteConfig, parse_config
 from callbacks.keyfile import KeyFile, write_key_file
-from verify import Carrier, metastudio, sensetime, tokens
+from callbacks.testing import SignedCallback
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,6 +77,11 @@ class Route:
     def path(self) -> str:
         return f"/cb/{self.name}"
 
+    @property
+    def config(self) -> RouteConfig:
+        """The route as ``load_config`` reads it from :meth:`as_toml`."""
+        return parse_route(self.as_toml())
+
     def as_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
@@ -90,6 +98,53 @@ class Route:
         return out
 
 
+def write_config(
+    root: Path,
+    routes: Sequence[Route],
+    *,
+    port: int | None = None,
+    keys: Mapping[str, Any] | None = None,
+    handlers: Sequence[str] = (),
+    store_url: str = "sqlite:///callbacks.db",
+) -> Path:
+    """``root/callbacks.toml`` for ``routes``: a SQLite store and ``keys.toml`` beside it.
+
+    ``keys`` adds ``[keys]`` settings; ``port`` sets ``[server] port``; ``handlers`` names the
+    handler modules.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "store": {"url": store_url},
+        "keys": {"file": "keys.toml", **(keys or {})},
+        "routes": [r.as_toml() for r in routes],
+    }
+    if port is not None:
+        config["server"] = {"port": port}
+    if handlers:
+        config["handlers"] = {"modules": list(handlers)}
+    path = root / "callbacks.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Cli:
+    """The ``callbacks`` command, in this process, for one config file."""
+
+    config: Path
+
+    def run(self, *args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(main, [*args, "--config", str(self.config)], input=input)
+
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        result = self.run(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def json(self, *args: str) -> Any:
+        return orjson.loads(self.ok(*args, "--json").stdout)
+
+
 @dataclass
 class Setup:
     """A config folder: callbacks.toml, keys.toml, the handlers module and the events file."""
@@ -101,6 +156,7 @@ class Setup:
     store_url: str | None = None
     dispatch: dict[str, Any] = field(default_factory=dict)
     extra_keys: KeyFile = field(default_factory=KeyFile)
+    server: dict[str, Any] = field(default_factory=dict)  # more [server] settings
 
     @property
     def config_path(self) -> Path:
@@ -125,7 +181,12 @@ class Setup:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "e2e_handlers.py").write_text(RECORDING_HANDLERS)
         config = {
-            "server": {"host": "127.0.0.1", "port": self.port, "log_format": "json"},
+            "server": {
+                "host": "127.0.0.1",
+                "port": self.port,
+                "log_format": "json",
+                **self.server,
+            },
             "store": {"url": self.store_url or "sqlite:///callbacks.db"},
             "keys": {"file": "keys.toml", "reload_interval": 0.2},
             "dispatch": {"poll_interval": 0.1, "backoff_initial": 0.05, **self.dispatch},
@@ -204,10 +265,22 @@ class ServerProcess:
 
 @dataclass(frozen=True)
 class SignedRequest:
+    """A :class:`callbacks.testing.SignedCallback` for a route's path, ready to send."""
+
     path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
+    signed: SignedCallback
+
+    @property
+    def query(self) -> str:
+        return self.signed.query
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.signed.headers
+
+    @property
+    def body(self) -> bytes:
+        return self.signed.body
 
     def send(self, client: httpx.Client, base_url: str, method: str = "POST") -> httpx.Response:
         url = f"{base_url}{self.path}" + (f"?{self.query}" if self.query else "")
@@ -215,15 +288,12 @@ class SignedRequest:
 
 
 def sample_body(route: Route, n: int = 0) -> dict[str, Any]:
-    """A documented body for the route's provider and kind; ``n`` makes it a distinct event."""
-    if route.provider == "sensetime":
-        return {"taskId": 1000 + n, "status": 2, "type": "video", "userData": f"u{n}"}
-    if route.kind == "tts":
-        return {"status": "FINISHED", "job_id": f"tts-{n}", "audio_duration": 3.5}
-    if route.kind == "live":
-        message = {"room_id": "r1", "job_id": f"live-{n}", "state": "CONNECTED"}
-        return {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": orjson.dumps(message).decode()}
-    return {"result": "SUCCEED", "asset_id": f"a-{n}", "job_id": f"job-{n}"}
+    """A documented body for the route's provider and kind; ``n`` makes it a distinct event.
+
+    Live routes get a stream-state change, the live event whose body carries a credential.
+    """
+    event = "RTMP_STREAM_STATE_CHANGE" if route.kind == "live" else None
+    return testing.sample_body(route.config, event, seq=n)
 
 
 def signed_request(
@@ -235,22 +305,13 @@ def signed_request(
     job: str | None = None,
 ) -> SignedRequest:
     """What the platform would send for ``payload`` on ``route``, signed with ``key``."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    configured_query = urlsplit(route.public_url).query
-    if route.provider == "sensetime":
-        body = dict(payload)
-        body["timestamp"] = ts
-        body["signature"] = sensetime.sign(route.public_url, ts, key)
-        return SignedRequest(route.path, configured_query, {}, orjson.dumps(body))
-    if route.auth == "NONE":
-        url = tokens.mint_callback_url(route.public_url, route.name, [key], job=job)
-        return SignedRequest(route.path, urlsplit(url).query, {}, orjson.dumps(payload))
-    if route.auth == "MSS_A_HEAD":
-        headers = metastudio.sign_headers(route.public_url, key, ts)
-        return SignedRequest(route.path, configured_query, headers, orjson.dumps(payload))
-    carrier = Carrier.LIVE_QUERY if route.kind == "live" else Carrier.JOB_QUERY
-    url = metastudio.sign_url(route.public_url, key, ts, carrier=carrier)
-    return SignedRequest(route.path, urlsplit(url).query, {}, orjson.dumps(payload))
+    signed = testing.sign_callback(route.config, key, payload, timestamp=timestamp, job=job)
+    return SignedRequest(route.path, signed)
+
+
+def parse_route(table: Mapping[str, Any]) -> RouteConfig:
+    (route,) = parse_config({"routes": [dict(table)]}, source="<test>", env={}).routes
+    return route
 
 
 def all_route_kinds() -> list[Route]:

@@ -97,3 +97,31 @@ def test_the_store_base_imports_no_backend_and_only_the_factory_names_both() -> 
     assert graph["callbacks.store.base"] <= {"callbacks.errors"}
     importers = {name for name, targets in graph.items() if targets & BACKENDS}
     assert importers == {"callbacks.store"}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_the_cli_is_a_leaf_and_every_command_group_is_a_module_of_it() -> None:
+    graph = import_graph()
+    cli = {name for name in graph if name == "callbacks.cli" or name.startswith("callbacks.cli.")}
+    assert {"callbacks.cli._support", "callbacks.cli.serve", "callbacks.cli.keys"} <= cli
+    importers = {name for name, targets in graph.items() if targets & cli}
+    assert importers <= cli, "nothing outside the CLI imports it"
+    entry_points = {"callbacks.cli", "callbacks.cli.__main__"}
+    assert graph["callbacks.cli"] >= cli - entry_points - {"callbacks.cli._support"}
+
+
+def test_signing_for_tests_does_not_go_through_the_request_path() -> None:
+    graph = import_graph()
+    request_path = {"callbacks.receiver", "callbacks.intake", "callbacks.app"}
+    for signer in ("callbacks.testing", "callbacks.cli.simulate", "callbacks.cli.url"):
+        assert not reachable(graph, signer) & request_path, signer

@@ -219,8 +219,11 @@ class Admin(Protocol):
     ) -> int:
         """Make events pending again (see :func:`replay_where` and :func:`reset_handler_state`)."""
 
-    async def purge(self, before: float) -> int:
-        """Delete the settled events received before ``before``; pending ones stay."""
+    async def purge(
+        self, before: float, *, include_dead: bool = False, dry_run: bool = False
+    ) -> int:
+        """Delete the delivered and duplicate events received before ``before`` (and the dead
+        ones with ``include_dead``); pending ones always stay. ``dry_run`` only counts them."""
 
     async def key_usage(self, now: float) -> list[KeyUsage]: ...
 
@@ -343,6 +346,18 @@ def replay_where(
         return None
     marks = ", ".join([placeholder] * len(unique))
     return f" WHERE id IN ({marks}) AND status != 'duplicate'", unique
+
+
+def purge_where(
+    before: float, *, include_dead: bool, placeholder: str
+) -> tuple[str, tuple[Any, ...]]:
+    """Which events a purge deletes, as `` WHERE ...`` and its parameters.
+
+    Never a pending event. A dead event is one no handler has dealt with: it is kept unless the
+    operator asks for it, so retention cannot silently drop work still to be replayed.
+    """
+    statuses = "'delivered', 'duplicate', 'dead'" if include_dead else "'delivered', 'duplicate'"
+    return f" WHERE received_at < {placeholder} AND status IN ({statuses})", (before,)
 
 
 def reset_handler_state(state: str | bytes) -> str:

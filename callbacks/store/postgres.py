@@ -46,6 +46,7 @@ from callbacks.store.base import (
     duplicate_digest,
     event_columns,
     event_from_row,
+    purge_where,
     replay_updates,
     replay_where,
 )
@@ -533,12 +534,16 @@ class PostgresStore:
                 await cur.executemany(_REQUEUE_SQL, replay_updates(rows, now))
         return len(rows)
 
-    async def purge(self, before: float) -> int:
+    async def purge(
+        self, before: float, *, include_dead: bool = False, dry_run: bool = False
+    ) -> int:
+        where, params = purge_where(before, include_dead=include_dead, placeholder="%s")
+        verb = "SELECT COUNT(*) FROM" if dry_run else "DELETE FROM"
         async with self._connection() as conn:
-            cur = await conn.execute(
-                f"DELETE FROM {EVENTS} WHERE received_at < %s AND status != 'pending'",  # noqa: S608
-                (before,),
-            )
+            cur = await conn.execute(f"{verb} {EVENTS}{where}", params)
+            if dry_run:
+                row = await cur.fetchone()
+                return int(row[0]) if row is not None else 0
             return cur.rowcount
 
     async def key_usage(self, now: float) -> list[KeyUsage]:

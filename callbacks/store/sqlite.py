@@ -42,6 +42,7 @@ from callbacks.store.base import (
     duplicate_digest,
     event_columns,
     event_from_row,
+    purge_where,
     replay_updates,
     replay_where,
 )
@@ -50,6 +51,9 @@ from callbacks.store.rekey import PAGE, rekeyed
 
 T = TypeVar("T")
 _MAX_BATCH = 512
+_COUNT = "SELECT COUNT(*) FROM events"
+_DELETE = "DELETE FROM events"
+
 # Twelve parameters a row; SQLite before 3.32 allows 999 per statement.
 _ROWS_PER_INSERT = 80
 
@@ -466,14 +470,13 @@ class SQLiteStore:
 
         return await self._write(run, atomic=True)
 
-    async def purge(self, before: float) -> int:
-        return await self._write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM events WHERE received_at < ? AND status != 'pending'", (before,)
-                ).rowcount
-            )
-        )
+    async def purge(
+        self, before: float, *, include_dead: bool = False, dry_run: bool = False
+    ) -> int:
+        where, params = purge_where(before, include_dead=include_dead, placeholder="?")
+        if dry_run:
+            return int(await self._read(lambda c: c.execute(_COUNT + where, params).fetchone()[0]))
+        return await self._write(lambda c: c.execute(_DELETE + where, params).rowcount)
 
     async def key_usage(self, now: float) -> list[KeyUsage]:
         def run(conn: sqlite3.Connection) -> list[KeyUsage]:

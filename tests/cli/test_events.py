@@ -12,32 +12,17 @@ from typing import cast
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
 from callbacks.store import EventStatus, InboundCallback, Outcome, StoredEvent, new_delivery_id
 from callbacks.store.sqlite import SQLiteStore
+from tests.support import Cli, Route, write_config
 
-CONFIG = """\
-[store]
-url = "sqlite:///callbacks.db"
-
-[keys]
-file = "keys.toml"
-
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "live"
-path = "/cb/live"
-provider = "metastudio"
-kind = "live"
-public_url = "https://hooks.example.com/cb/live"
-"""
+ROUTES = [
+    Route("st", "sensetime", "https://hooks.example.com/cb/st"),
+    Route("live", "metastudio", "https://hooks.example.com/cb/live", kind="live"),
+]
 
 ST_BODY = {"taskId": 42, "status": "SUCCESS", "timestamp": 1763856000, "signature": "ab" * 16}
 LIVE_MESSAGE = {"room_id": "r1", "job_id": "j1", "stream_key": "live-stream-credential"}
@@ -45,18 +30,9 @@ LIVE_BODY = {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": json.dumps(LIV
 
 
 @dataclass
-class Inbox:
-    config: Path
+class Inbox(Cli):
     db: Path
     ids: dict[str, str]  # name -> delivery id
-
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)])
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result
 
     def listing(self, *args: str) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = json.loads(
@@ -131,8 +107,7 @@ async def _finish(
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Inbox:
-    config = tmp_path / "callbacks.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = write_config(tmp_path, ROUTES)
     db = tmp_path / "callbacks.db"
     return Inbox(config, db, asyncio.run(_fill(db)))
 
@@ -192,9 +167,7 @@ def test_list_usage_errors(inbox: Inbox) -> None:
 
 
 def test_a_store_without_schema_says_what_to_run(tmp_path: Path) -> None:
-    config = tmp_path / "callbacks.toml"
-    config.write_text(CONFIG, encoding="utf-8")
-    result = CliRunner().invoke(main, ["events", "list", "--config", str(config)])
+    result = Cli(write_config(tmp_path, ROUTES)).run("events", "list")
     assert result.exit_code == 1
     assert "callbacks db upgrade" in result.output
 
@@ -283,10 +256,41 @@ def test_purge_before_an_age_keeps_newer_and_pending_events(inbox: Inbox) -> Non
     assert inbox.ids["pending"] in {r["id"] for r in inbox.listing()}
 
 
+def test_purge_keeps_dead_events_unless_asked(inbox: Inbox) -> None:
+    kept = inbox.ok("events", "purge", "--before", "10s")
+    assert "purged 3 event(s)" in kept.stdout  # old, delivered, duplicate
+    assert "pending and dead events are kept" in kept.stdout
+    left = {r["id"]: r["status"] for r in inbox.listing()}
+    assert left == {inbox.ids[n]: s for n, s in _DEAD_AND_PENDING.items()}
+    gone = inbox.ok("events", "purge", "--before", "10s", "--include-dead")
+    assert "purged 2 event(s)" in gone.stdout
+    assert [r["status"] for r in inbox.listing()] == ["pending"]
+
+
+_DEAD_AND_PENDING = {"dead": "dead", "dead_live": "dead", "pending": "pending"}
+
+
+def test_purge_dry_run_counts_and_deletes_nothing(inbox: Inbox) -> None:
+    before = inbox.listing()
+    result = inbox.ok("events", "purge", "--before", "10s", "--include-dead", "--dry-run")
+    assert "would purge 5 event(s)" in result.stdout
+    data = inbox.json("events", "purge", "--before", "1h", "--dry-run")
+    assert (data["would_purge"], data["purged"], data["dry_run"]) == (2, 0, True)
+    assert inbox.listing() == before
+
+
+@pytest.mark.parametrize("cut_off", ["0d", "0s", "2999-01-01", "2999-01-01T00:00:00Z"])
+def test_purge_refuses_a_cut_off_that_is_not_in_the_past(inbox: Inbox, cut_off: str) -> None:
+    before = inbox.listing()
+    result = inbox.run("events", "purge", "--before", cut_off, "--include-dead")
+    assert result.exit_code == 2
+    assert "is not in the past" in result.output
+    assert inbox.listing() == before
+
+
 def test_purge_before_a_date(inbox: Inbox) -> None:
     assert "purged 0 event(s)" in inbox.ok("events", "purge", "--before", "2000-01-01").stdout
-    assert "purged 5 event(s)" in inbox.ok("events", "purge", "--before", "2999-01-01").stdout
-    assert [r["status"] for r in inbox.listing()] == ["pending"]
+    assert len(inbox.listing()) == 6
 
 
 def test_purge_needs_before(inbox: Inbox) -> None:

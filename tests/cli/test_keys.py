@@ -11,63 +11,38 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
-from callbacks.cli_support import parse_duration, parse_moment
+from callbacks.cli._support import parse_duration, parse_moment
 from callbacks.keyfile import read_key_file
 from callbacks.store import InboundCallback, new_delivery_id
 from callbacks.store.sqlite import SQLiteStore
+from tests.support import Cli, Route, write_config
 from verify import key_id
 from verify.metastudio import validate_key
 from verify.sensetime import validate_auth_key
 
-CONFIG = """\
-[store]
-url = "sqlite:///callbacks.db"
-
-[keys]
-file = "keys.toml"
-{keys_extra}
-
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "ms"
-path = "/cb/ms"
-provider = "metastudio"
-kind = "video"
-public_url = "https://hooks.example.com/cb/ms"
-"""
+ROUTES = [
+    Route("st", "sensetime", "https://hooks.example.com/cb/st"),
+    Route("ms", "metastudio", "https://hooks.example.com/cb/ms", kind="video"),
+]
 
 
-class Setup:
-    def __init__(self, root: Path, keys_extra: str = "") -> None:
+class Setup(Cli):
+    def __init__(self, root: Path, keys: dict[str, object] | None = None) -> None:
+        super().__init__(write_config(root, ROUTES, keys=keys))
         self.root = root
-        self.config = root / "callbacks.toml"
-        self.config.write_text(CONFIG.format(keys_extra=keys_extra), encoding="utf-8")
         self.keys = root / "keys.toml"
         self.db = root / "callbacks.db"
 
-    def run(self, *args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)], input=input)
-
-    def ok(self, *args: str, input: str | None = None) -> Result:
-        result = self.run(*args, input=input)
-        assert result.exit_code == 0, result.output
-        return result
-
     def add(self, route: str) -> tuple[str, str]:
         """Add a generated key; returns (id, secret)."""
-        data = json.loads(self.ok("keys", "add", route, "--generate", "--json").stdout)
+        data = self.json("keys", "add", route, "--generate")
         return data["id"], data["key"]
 
     def listing(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = json.loads(self.ok("keys", "list", "--json").stdout)
+        rows: list[dict[str, object]] = self.json("keys", "list")
         return rows
 
     def record_callback(self, route: str, kid: str, *, at: float) -> None:
@@ -291,7 +266,7 @@ def test_retire_force_skips_the_quiet_period(setup: Setup) -> None:
 
 
 def test_retire_quiet_period_comes_from_the_config(tmp_path: Path) -> None:
-    setup = Setup(tmp_path, keys_extra="quiet_period_hours = 0.1")
+    setup = Setup(tmp_path, keys={"quiet_period_hours": 0.1})
     old, _ = setup.add("st")
     new, _ = setup.add("st")
     setup.ok("keys", "promote", "st", new)
@@ -309,10 +284,12 @@ def test_retire_an_unused_next_key(setup: Setup) -> None:
 def test_retire_refuses_when_usage_cannot_be_checked(setup: Setup) -> None:
     setup.add("st")
     spare, _ = setup.add("st")
-    result = setup.run("keys", "retire", "st", spare)  # the store has no schema yet
+    result = setup.run("keys", "retire", "st", spare)  # no receiver has created the store yet
     assert result.exit_code == 1
     assert "cannot tell when key" in result.output
-    assert "callbacks db upgrade" in result.output
+    assert "does not exist yet" in result.output
+    assert "--force" in result.output
+    assert not setup.db.exists()
 
 
 # --------------------------------------------------------------------------- list
@@ -340,13 +317,60 @@ def test_list_joins_keys_with_their_usage(setup: Setup) -> None:
     assert primary_secret not in table
 
 
-def test_list_without_a_store_shows_keys_and_says_usage_is_unknown(setup: Setup) -> None:
+def test_list_before_the_first_serve_creates_no_database(setup: Setup) -> None:
     kid, _ = setup.add("ms")
+    result = setup.ok("keys", "list", "--route", "ms")
+    assert kid in result.stdout
+    assert "no usage recorded" in result.output
+    assert "db upgrade" not in result.output, "SQLite needs no migration step"
+    assert "never" in result.stdout
+    (row,) = setup.listing()
+    assert (row["last_verified_at"], row["verified_24h"]) == (None, 0)
+    assert not setup.db.exists(), "listing keys must not create the store"
+
+
+def test_list_with_an_unusable_store_shows_keys_and_says_usage_is_unknown(setup: Setup) -> None:
+    kid, _ = setup.add("ms")
+    setup.db.write_bytes(b"not a database at all")
     result = setup.ok("keys", "list", "--route", "ms")
     assert kid in result.stdout
     assert "key usage unknown" in result.output
     (row,) = setup.listing()
     assert row["verified_24h"] is None
+
+
+NOBODY = 65534  # nobody / nogroup on Debian; any ids other than root's would do
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_every_rewrite_as_root_keeps_the_key_files_owner_and_group(setup: Setup) -> None:
+    first, _ = setup.add("st")
+    os.chown(setup.keys, NOBODY, NOBODY)
+    os.chmod(setup.keys, 0o600)
+    kid, _ = setup.add("st")
+    for args in (
+        ("keys", "promote", "st", kid),
+        ("keys", "add", "ms", "--generate"),
+        ("keys", "retire", "st", first, "--force"),
+    ):
+        setup.ok(*args)
+        st = setup.keys.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o600), args
+    lock = setup.keys.with_name(f".{setup.keys.name}.lock")
+    assert (lock.stat().st_uid, lock.stat().st_gid) == (NOBODY, NOBODY), "the owner can lock it"
+
+
+def test_a_rewrite_keeps_a_group_readable_mode(setup: Setup) -> None:
+    setup.add("st")
+    os.chmod(setup.keys, 0o640)
+    setup.add("st")
+    assert stat.S_IMODE(setup.keys.stat().st_mode) == 0o640
+    assert len(read_key_file(setup.keys).for_route("st")) == 2
+
+
+def test_a_new_key_file_is_private(setup: Setup) -> None:
+    setup.add("st")
+    assert stat.S_IMODE(setup.keys.stat().st_mode) == 0o600
 
 
 def test_a_world_readable_key_file_is_refused(setup: Setup) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,72 +15,29 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from callbacks.cli import main
+from callbacks.config import load_config
 from callbacks.keyfile import read_key_file
-from verify.testing import signed_sensetime_body
+from callbacks.testing import sign_callback
+from tests.support import Cli, Route, free_port, write_config
 
 pytestmark = pytest.mark.slow
 
-ROUTES = """\
-[[routes]]
-name = "st"
-path = "/cb/st"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/st"
-
-[[routes]]
-name = "rot"
-path = "/cb/rot"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/rot"
-
-[[routes]]
-name = "expiring"
-path = "/cb/expiring"
-provider = "sensetime"
-public_url = "https://hooks.example.com/cb/expiring"
-
-[[routes]]
-name = "video"
-path = "/cb/video"
-provider = "metastudio"
-kind = "video"
-public_url = "https://hooks.example.com/cb/video?tenant=acme&env=prod"
-
-[[routes]]
-name = "live"
-path = "/cb/live"
-provider = "metastudio"
-kind = "live"
-public_url = "https://hooks.example.com:8443/cb/live"
-
-[[routes]]
-name = "live-head"
-path = "/cb/live-head"
-provider = "metastudio"
-kind = "live"
-auth = "MSS_A_HEAD"
-public_url = "https://hooks.example.com/cb/live-head"
-
-[[routes]]
-name = "tts"
-path = "/cb/tts"
-provider = "metastudio"
-kind = "tts"
-public_url = "https://hooks.example.com/cb/tts?k=v"
-"""
+H = "https://hooks.example.com"
+ROUTES = [
+    Route("st", "sensetime", f"{H}/cb/st"),
+    Route("rot", "sensetime", f"{H}/cb/rot"),
+    Route("expiring", "sensetime", f"{H}/cb/expiring"),
+    Route("video", "metastudio", f"{H}/cb/video?tenant=acme&env=prod", kind="video"),
+    Route("live", "metastudio", f"{H}:8443/cb/live", kind="live"),
+    Route("live-head", "metastudio", f"{H}/cb/live-head", kind="live", auth="MSS_A_HEAD"),
+    Route("tts", "metastudio", f"{H}/cb/tts?k=v", kind="tts"),
+]
 
 ALL_ROUTES = ("st", "rot", "expiring", "video", "live", "live-head", "tts")
 SIGNED_ROUTES = ("st", "video", "live", "live-head", "tts")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def callbacks_command() -> list[str]:
@@ -92,23 +48,14 @@ def callbacks_command() -> list[str]:
 
 
 @dataclass
-class Receiver:
+class Receiver(Cli):
     root: Path
-    config: Path
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)])
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result
-
     def add(self, route: str) -> tuple[str, str]:
-        data = json.loads(self.ok("keys", "add", route, "--generate", "--json").stdout)
+        data = self.json("keys", "add", route, "--generate")
         return data["id"], data["key"]
 
     def url(self, path: str, query: str = "") -> str:
@@ -159,13 +106,8 @@ class Receiver:
 
 def make_receiver(root: Path, *, reload_interval: float = 1.0) -> Receiver:
     port = free_port()
-    config = root / "callbacks.toml"
-    config.write_text(
-        f'[server]\nport = {port}\n\n[store]\nurl = "sqlite:///callbacks.db"\n\n'
-        f'[keys]\nfile = "keys.toml"\nreload_interval = {reload_interval}\n\n{ROUTES}',
-        encoding="utf-8",
-    )
-    return Receiver(root, config, port, root / "receiver.log")
+    config = write_config(root, ROUTES, port=port, keys={"reload_interval": reload_interval})
+    return Receiver(config, root, port, root / "receiver.log")
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +132,10 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 10, what: str) -
 
 
 def post_sensetime(server: Receiver, route: str, secret: str) -> httpx.Response:
-    """A callback for ``route`` signed by hand with ``secret``, as SenseTime would send it."""
-    body = signed_sensetime_body(
-        f"https://hooks.example.com/cb/{route}",
-        secret,
-        {"taskId": time.time_ns()},
-        timestamp=int(time.time()),
-    )
-    return httpx.post(server.url(f"/cb/{route}"), content=body, timeout=5)
+    """A callback for ``route`` signed with ``secret`` (not necessarily its primary key)."""
+    config = load_config(server.config).route(route)
+    signed = sign_callback(config, secret, {"taskId": time.time_ns()})
+    return httpx.post(signed.url(server.url(config.path)), content=signed.body, timeout=5)
 
 
 # --------------------------------------------------------------------------- simulate

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -55,8 +56,9 @@ def test_serve_without_config_starts_a_dev_setup_that_accepts_simulated_callback
         # The banner lists both routes and a ready-to-paste command.
         assert "/callbacks/sensetime" in banner
         assert "/callbacks/metastudio/video" in banner
-        command = re.search(r"^\s+(callbacks simulate \S+.*)$", banner, re.MULTILINE)
+        command = re.search(r"^\s+(\S*callbacks simulate \S+.*)$", banner, re.MULTILINE)
         assert command is not None, banner
+        simulate_args = shlex.split(command.group(1))[1:]
 
         dev = tmp_path / ".avatar-callbacks"
         config = load_config(dev / "callbacks.toml")
@@ -67,7 +69,7 @@ def test_serve_without_config_starts_a_dev_setup_that_accepts_simulated_callback
         assert keys.for_route("metastudio-video")
 
         for route in ("sensetime", "metastudio-video"):
-            args = [*command.group(1).split()[1:-1], route]
+            args = [*simulate_args[:1], route, *simulate_args[2:]]
             sent = subprocess.run(
                 [*CLI, *args], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60
             )

@@ -494,6 +494,27 @@ def test_purge_removes_old_events_that_are_not_pending(make_store: StoreFactory)
     run(make_store, scenario)
 
 
+def test_purge_keeps_dead_events_unless_asked_and_a_dry_run_only_counts(
+    make_store: StoreFactory,
+) -> None:
+    done, dead = callback(received_at=NOW - 1000), callback(received_at=NOW - 1000)
+
+    async def scenario(store: Store) -> None:
+        await accept_all(store, done, dead)
+        for event in await store.claim(owner="d", now=NOW, limit=10, lease_seconds=LEASE):
+            status = "dead" if event.id == dead.delivery_id else "delivered"
+            assert await store.finish_many([(event.id, outcome(status, {}))], owner="d") == 1
+        assert await store.purge(NOW, include_dead=True, dry_run=True) == 2
+        assert await store.purge(NOW, dry_run=True) == 1
+        assert len(await store.list_events(EventFilter())) == 2, "a dry run deletes nothing"
+        assert await store.purge(NOW) == 1
+        assert [e.id for e in await store.list_events(EventFilter())] == [dead.delivery_id]
+        assert await store.purge(NOW, include_dead=True) == 1
+        assert await store.list_events(EventFilter()) == []
+
+    run(make_store, scenario)
+
+
 def test_key_usage_counts_the_last_day_per_route_and_key(make_store: StoreFactory) -> None:
     cbs = [
         callback(route="sensetime", key_id="k1", received_at=NOW - 90_000),

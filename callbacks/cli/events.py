@@ -7,13 +7,13 @@ These commands read and change the store beside a running receiver: a replayed e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 import orjson
 
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     MomentType,
     config_option,
     echo_json,
@@ -298,27 +298,55 @@ def _resolve_replayable(config: Config, prefixes: Sequence[str]) -> list[str]:
     type=MomentType(ahead=False),
     required=True,
     help="Delete events received before this: a date (2026-01-01) or an age (30d = older than "
-    "30 days).",
+    "30 days). Must be in the past.",
 )
+@click.option(
+    "--include-dead",
+    is_flag=True,
+    help="Delete dead events too (no handler dealt with them; `events replay` can still).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @json_option
-def purge(config_path: str | None, before: datetime, as_json: bool) -> None:
-    """Delete old events (retention). Pending events are always kept.
+def purge(
+    config_path: str | None, before: datetime, include_dead: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Delete old delivered and duplicate events (retention).
+
+    Pending events are always kept, and dead events unless --include-dead: they hold work no
+    handler has done yet.
 
     \b
     Example:
-      callbacks events purge --before 30d
-      callbacks events purge --before 2026-01-01
+      callbacks events purge --before 30d --dry-run
+      callbacks events purge --before 2026-01-01 --include-dead
     """
+    # ``0d`` was "now" when parsed, a moment ago: anything within a second of now counts as now.
+    if before > datetime.now(UTC) - timedelta(seconds=1):
+        raise click.BadParameter(
+            f"{iso(before)} is not in the past: a purge before it would delete every settled "
+            "event, however new (an age like 30d counts back from now)",
+            param_hint="--before",
+        )
     config = load_config_or_fail(config_path)
 
     async def run(store: Store) -> int:
-        return await store.purge(before.timestamp())
+        return await store.purge(before.timestamp(), include_dead=include_dead, dry_run=dry_run)
 
     count: int = run_with_store(config, run)
     if as_json:
-        echo_json({"purged": count, "before": iso(before)})
+        echo_json(
+            {
+                "purged": 0 if dry_run else count,
+                "would_purge": count if dry_run else None,
+                "before": iso(before),
+                "include_dead": include_dead,
+                "dry_run": dry_run,
+            }
+        )
         return
-    click.echo(f"purged {count} event(s) received before {iso(before)} (pending events are kept)")
+    kept = "pending events are kept" if include_dead else "pending and dead events are kept"
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {count} event(s) received before {iso(before)} ({kept})")
 
 
 def register(main: click.Group) -> None:

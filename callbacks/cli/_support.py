@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,8 +18,8 @@ import orjson
 from callbacks.config import CONFIG_ENV, Config, RouteConfig, load_config
 from callbacks.devsetup import DEV_CONFIG
 from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
-from callbacks.keyfile import KeyEntry, KeyFile, read_key_file
-from callbacks.store import Store, open_store
+from callbacks.keyfile import KeyEntry, KeyFile, read_key_file, update_key_file
+from callbacks.store import Store, open_store, sqlite_path
 
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 
@@ -57,6 +57,14 @@ def store_for(config: Config) -> Store:
     return open_store(config.store.url, base_dir=config.base_dir)
 
 
+def missing_sqlite_file(config: Config) -> Path | None:
+    """The SQLite store's file if the config names one that does not exist yet, else None."""
+    if not config.store.is_sqlite:
+        return None
+    path = sqlite_path(config.store.url, base_dir=config.base_dir)
+    return None if path.exists() else path
+
+
 def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> Any:
     """Open the store, run ``await operation(store)``, close it; store errors exit 1."""
 
@@ -75,6 +83,11 @@ def run_with_store(config: Config, operation: Any, *, upgrade: bool = False) -> 
         return asyncio.run(main())
     except StoreUnavailable as exc:
         fail(str(exc))
+
+
+async def open_only(store: Store) -> None:
+    """An operation for :func:`run_with_store` that only opens (or upgrades) the store."""
+    return
 
 
 config_option = click.option(
@@ -209,16 +222,41 @@ def read_keys_or_fail(config: Config, *, missing_ok: bool = False) -> KeyFile:
         fail(str(exc))
 
 
-def primary_entry(keyfile: KeyFile, route: str) -> KeyEntry | None:
-    entries = keyfile.for_route(route)
-    return entries[0] if entries and entries[0].state == "primary" else None
+def default_target(config: Config, route: RouteConfig) -> str:
+    """Where a local receiver serving ``config`` takes ``route``'s callbacks."""
+    host = config.server.host
+    if host in ("0.0.0.0", ""):  # noqa: S104 - we connect to it, not bind it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}{route.path}"
 
 
 def primary_or_fail(config: Config, route: RouteConfig) -> KeyEntry:
-    entry = primary_entry(read_keys_or_fail(config), route.name)
+    entry = read_keys_or_fail(config).primary(route.name)
     if entry is None:
         fail(
             f"route {route.name!r} has no primary key in {config.keys.file}: "
             f"add one with `callbacks keys add {route.name} --generate`"
         )
     return entry
+
+
+def update_keys_or_fail(
+    config: Config, change: Callable[[KeyFile], KeyFile], *, missing_ok: bool = False
+) -> tuple[KeyFile, KeyFile]:
+    """:func:`callbacks.keyfile.update_key_file` on the config's key file; failures exit 1."""
+    try:
+        return update_key_file(config.keys.file, change, missing_ok=missing_ok)
+    except KeyFileError as exc:
+        fail(str(exc))
+
+
+def reload_hint(config: Config) -> None:
+    click.echo(
+        f"wrote {config.keys.file}; a running receiver loads it within "
+        f"{config.keys.reload_interval:g}s (at once on SIGHUP) and logs `keys_loaded` with the ids",
+        err=True,
+    )

@@ -1,44 +1,30 @@
-"""The ``callbacks`` command line: serve, db, and the operator commands.
-
-Exit codes: 0 ok, 1 the operation failed, 2 usage error (click's own). Every command finds the
-config the same way: ``--config``, else ``CALLBACKS_CONFIG``, else the development setup in
-``./.avatar-callbacks/`` if there is one.
-"""
+"""``callbacks serve``: check what users get wrong most, print the routes, run the receiver."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
-from callbacks import cli_events, cli_keys, cli_simulate, cli_sinks
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     config_option,
+    default_target,
     fail,
     load_config_or_fail,
+    open_only,
     resolve_config_path,
     run_with_store,
 )
-from callbacks.config import Config
+from callbacks.config import Config, RouteConfig, load_config
 from callbacks.devsetup import ensure_dev_setup
-from callbacks.errors import KeyFileError
+from callbacks.errors import ConfigError, KeyFileError
 from callbacks.store import Store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="avatar-callbacks")
-def main() -> None:
-    """Receive, verify and deliver SenseTime SoftSugar and Huawei MetaStudio callbacks.
-
-    \b
-    Start here:
-      callbacks serve                      # development setup, no config needed
-      callbacks simulate sensetime         # send it a correctly signed callback
-      callbacks events list                # what arrived, and what the handlers did
-    """
-
-
-@main.command()
+@click.command()
 @config_option
 @click.option("--host", default=None, help="Interface to bind (overrides [server] host).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to bind.")
@@ -56,8 +42,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     from callbacks.server import run
 
     resolved = resolve_config_path(config_path)
-    dev = resolved is None
-    if dev:
+    if resolved is None:
         try:
             resolved = ensure_dev_setup(port=port or 8000)
         except (OSError, KeyFileError) as exc:
@@ -75,63 +60,72 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
         fail("the SQLite store takes one worker process; use a postgresql:// store for several")
     config = replace(config, server=server)
     _check_startable(config)
-    _print_banner(config, dev=dev)
+    _print_banner(config)
     run(config)
 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.errors import ConfigError, HandlerLoadError
+    from callbacks.errors import HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
     from callbacks.sinks.delivery import check_sinks
 
     try:
         read_key_file(config.keys.file)
-        load_handlers(config.handler_modules)
+        load_handlers(config.handler_modules, config_dir=config.base_dir)
         check_sinks(config)
     except (KeyFileError, HandlerLoadError, ConfigError) as exc:
         fail(str(exc))
-    if not config.store.is_sqlite:
-        # SQLite creates its schema at start; a shared database is migrated on purpose, once.
-        run_with_store(config, _nothing)
+    if config.store.is_sqlite:
+        # One receiver per SQLite file: take its server lock (and let go) now, so a second one
+        # fails here in one line rather than in a traceback after the banner. The schema is what
+        # the receiver's start creates first anyway.
+        run_with_store(config, _take_server_lock, upgrade=True)
+    else:
+        # A shared database is migrated on purpose, once (`callbacks db upgrade`).
+        run_with_store(config, open_only)
 
 
-async def _nothing(store: Store) -> None:
-    return None
+async def _take_server_lock(store: Store) -> None:
+    await store.recover()
 
 
-def _print_banner(config: Config, *, dev: bool) -> None:
+def _print_banner(config: Config) -> None:
     base = f"http://{config.server.host}:{config.server.port}"
     click.echo(f"avatar-callbacks receiver on {base}  (config: {config.source})", err=True)
     for route in config.routes:
         click.echo(f"  POST {route.path:<34} {route.describe}", err=True)
         click.echo(f"       signed for {route.public_url}", err=True)
     if config.routes:
-        first = config.routes[0]
-        flag = "" if dev else f" --config {config.source}"
         click.echo("\nSend a correctly signed test callback from another terminal:", err=True)
-        click.echo(f"  callbacks simulate {first.name}{flag}\n", err=True)
+        click.echo(f"  {simulate_command(config, config.routes[0])}\n", err=True)
 
 
-@main.group()
-def db() -> None:
-    """Database schema commands."""
+def simulate_command(config: Config, route: RouteConfig) -> str:
+    """A ``callbacks simulate`` line that works pasted as it is into another terminal: from any
+    folder, without the virtual environment active, without this shell's environment."""
+    args = [*_this_command(), "simulate", route.name, "--config", config.source]
+    target = default_target(config, route)
+    try:
+        as_written = default_target(load_config(config.source, env={}), route)
+    except ConfigError:
+        as_written = None
+    if target != as_written:  # --port, --host or CALLBACKS_PORT chose another address
+        args += ["--url", target]
+    return shlex.join(args)
 
 
-@db.command("upgrade")
-@config_option
-def db_upgrade(config_path: str | None) -> None:
-    """Create or migrate the store's schema (run once per release, before the receivers start).
-
-    \b
-    Example:
-      callbacks db upgrade --config /etc/avatar-callbacks/callbacks.toml
-    """
-    config = load_config_or_fail(config_path)
-    run_with_store(config, _nothing, upgrade=True)
-    click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
+def _this_command() -> list[str]:
+    """How to run the ``callbacks`` that is running now, by absolute path."""
+    script = Path(sys.argv[0])
+    if script.name == "callbacks" and script.is_file():
+        return [str(script.absolute())]
+    beside = Path(sys.executable).parent / "callbacks"  # the interpreter's (venv's) scripts
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-m", "callbacks.cli"]
 
 
-for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks):
-    command_module.register(main)
+def register(main: click.Group) -> None:
+    main.add_command(serve)

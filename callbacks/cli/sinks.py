@@ -11,8 +11,7 @@ import sys
 
 import click
 
-from callbacks.cli_keys import reload_hint, update_key_file
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     config_option,
     echo_json,
     fail,
@@ -20,6 +19,8 @@ from callbacks.cli_support import (
     json_option,
     load_config_or_fail,
     read_keys_or_fail,
+    reload_hint,
+    update_keys_or_fail,
 )
 from callbacks.config import Config
 from callbacks.errors import KeyFileError
@@ -104,7 +105,7 @@ def add(config_path: str | None, name: str, secret_text: str | None, as_json: bo
             raise KeyFileError(f"sink {name!r} already has secret {secret_id(secret)}")
         return with_sink_secrets(keys, name, (secret, *current))
 
-    _, after = update_key_file(config, change, missing_ok=True)
+    _, after = update_keys_or_fail(config, change, missing_ok=True)
     count = len(sink_secrets(after, name))
     shown = secret if secret_text is None else None
     if as_json:
@@ -149,7 +150,7 @@ def retire(config_path: str | None, name: str, id_prefix: str) -> None:
             )
         return with_sink_secrets(keys, name, [s for s in current if s != matches[0]])
 
-    update_key_file(config, change)
+    update_keys_or_fail(config, change)
     click.echo(f"sink {name!r}: secret retired", err=True)
     reload_hint(config)
 

@@ -6,26 +6,22 @@ the callbacks, ``promote`` it, and ``retire`` the old one when nothing has used 
 
 Key ids (fingerprints) are printed, never keys, with two exceptions: ``keys generate`` and
 ``keys add --generate`` print the fresh key once, because the operator must give it to the
-platform. The key file is always rewritten atomically with mode 0600; the running receiver polls it
-every ``keys.reload_interval`` seconds (and reloads at once on SIGHUP).
+platform. The rules are :mod:`callbacks.rotation`'s; the key file is rewritten by
+:func:`callbacks.keyfile.update_key_file` (locked, atomic, owner and mode kept). The running
+receiver polls it every ``keys.reload_interval`` seconds (and reloads at once on SIGHUP).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from callbacks.cli_support import (
+from callbacks.cli._support import (
     DurationType,
     MomentType,
     ago,
@@ -36,44 +32,23 @@ from callbacks.cli_support import (
     iso,
     json_option,
     load_config_or_fail,
-    primary_entry,
+    missing_sqlite_file,
     read_keys_or_fail,
+    reload_hint,
     route_or_fail,
     store_for,
+    update_keys_or_fail,
 )
-from callbacks.config import PROVIDERS, Config, RouteConfig
+from callbacks.config import PROVIDERS, Config
 from callbacks.errors import KeyFileError, StoreUnavailable
-from callbacks.keyfile import KeyEntry, KeyFile, write_key_file
+from callbacks.keyfile import KeyEntry, KeyFile
+from callbacks.rotation import KeyStillInUse, add_key, check_key, check_retirable, generate_key_for
 from callbacks.store import KeyUsage
 from verify import InvalidKey, key_id
-from verify.metastudio import generate_key, validate_key
-from verify.sensetime import generate_auth_key, validate_auth_key
 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m"
-
-
-# --------------------------------------------------------------------------- key rules
-
-
-def generate_for(provider: str | None) -> str:
-    """A fresh key for ``provider``; with none, one that satisfies both platforms' rules."""
-    if provider == "metastudio":
-        return generate_key()
-    return generate_auth_key()
-
-
-def check_key(route: RouteConfig, secret: str) -> None:
-    """Raise InvalidKey (never naming the key) unless the route's platform accepts ``secret``."""
-    if not secret:
-        raise InvalidKey("the key is empty")
-    if secret != secret.strip():
-        raise InvalidKey("the key starts or ends with whitespace (a copy-and-paste slip?)")
-    if route.provider == "sensetime":
-        validate_auth_key(secret)
-    else:
-        validate_key(secret)
 
 
 def _read_key_option(value: str) -> str:
@@ -82,56 +57,24 @@ def _read_key_option(value: str) -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-# --------------------------------------------------------------------------- the key file
-
-
-@contextlib.contextmanager
-def _key_file_lock(path: Path) -> Iterator[None]:
-    """Serialise CLI edits of one key file, so two operators never lose each other's change."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(f".{path.name}.lock")
-    try:
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-    except OSError as exc:
-        fail(f"cannot lock the key file ({lock_path}: {exc.strerror})")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def update_key_file(
-    config: Config, change: Callable[[KeyFile], KeyFile], *, missing_ok: bool = False
-) -> tuple[KeyFile, KeyFile]:
-    """Read, change and atomically rewrite the key file; returns (before, after)."""
-    path = config.keys.file
-    with _key_file_lock(path):
-        before = read_keys_or_fail(config, missing_ok=missing_ok)
-        try:
-            after = change(before)
-        except KeyFileError as exc:
-            fail(str(exc))
-        try:
-            write_key_file(path, after)
-        except OSError as exc:
-            fail(f"cannot write the key file {path}: {exc.strerror}")
-    return before, after
-
-
-def reload_hint(config: Config) -> None:
-    click.echo(
-        f"wrote {config.keys.file}; a running receiver loads it within "
-        f"{config.keys.reload_interval:g}s (at once on SIGHUP) and logs `keys_loaded` with the ids",
-        err=True,
-    )
-
-
 # --------------------------------------------------------------------------- key usage
 
 
+class _NoStoreYet(StoreUnavailable):
+    """The SQLite file is not there: no receiver has run with this config yet."""
+
+
 def load_key_usage(config: Config) -> dict[tuple[str, str], KeyUsage]:
-    """When each key last verified a callback, from the store. Raises StoreUnavailable."""
+    """When each key last verified a callback, from the store. Raises StoreUnavailable.
+
+    A SQLite store that does not exist yet is not created here (opening it would, empty), and
+    raises :class:`_NoStoreYet`: the receiver creates it at its first start.
+    """
+    missing = missing_sqlite_file(config)
+    if missing is not None:
+        raise _NoStoreYet(
+            f"the SQLite store {missing} does not exist yet; `callbacks serve` creates it"
+        )
 
     async def run() -> list[KeyUsage]:
         store = store_for(config)
@@ -195,7 +138,7 @@ def generate(
         raise click.UsageError("pass --route or --provider, not both")
     if route_name:
         provider = route_or_fail(load_config_or_fail(config_path), route_name).provider
-    key = generate_for(provider)
+    key = generate_key_for(provider)
     if as_json:
         echo_json({"key": key, "id": key_id(key), "provider": provider or "any"})
     else:
@@ -231,19 +174,16 @@ def add(
         raise click.UsageError("pass exactly one of --key K or --generate")
     config = load_config_or_fail(config_path)
     route = route_or_fail(config, route_name)
-    secret = generate_for(route.provider) if gen else _read_key_option(key_text or "")
+    secret = generate_key_for(route.provider) if gen else _read_key_option(key_text or "")
     try:
-        check_key(route, secret)
+        check_key(route.provider, secret)
     except InvalidKey as exc:
         raise click.BadParameter(f"{exc} ({route.describe} route)", param_hint="--key") from None
 
     def change(keys: KeyFile) -> KeyFile:
-        now = datetime.now(UTC)
-        if primary_entry(keys, route.name) is None:
-            return keys.add(route.name, secret, state="primary", now=now)
-        return keys.add(route.name, secret, state="next", now=now)
+        return add_key(keys, route.name, secret, now=datetime.now(UTC))
 
-    _, after = update_key_file(config, change, missing_ok=True)
+    _, after = update_keys_or_fail(config, change, missing_ok=True)
     entry = next(e for e in after.for_route(route.name) if e.secret == secret)
     _report_added(config, entry, shown=secret if gen else None, as_json=as_json)
 
@@ -296,12 +236,12 @@ def promote(
     """
     config = load_config_or_fail(config_path)
     route = route_or_fail(config, route_name)
-    before, after = update_key_file(
+    before, after = update_keys_or_fail(
         config, lambda keys: keys.promote(route.name, key_ref, retire_after=retire_after)
     )
-    new = primary_entry(after, route.name)
+    new = after.primary(route.name)
     assert new is not None
-    old = primary_entry(before, route.name)
+    old = before.primary(route.name)
     if as_json:
         echo_json(
             {
@@ -366,10 +306,9 @@ def retire(
     except KeyFileError as exc:
         fail(str(exc))
     if not force:
-        _refuse_primary(entry)
         quiet = quiet_period if quiet_period is not None else config.keys.quiet_period_hours * 3600
-        _refuse_if_recently_used(config, entry, quiet)
-    _, after = update_key_file(config, lambda keys: keys.remove(route.name, entry.id))
+        _refuse_if_in_use(config, entry, quiet)
+    _, after = update_keys_or_fail(config, lambda keys: keys.remove(route.name, entry.id))
     left = len(after.for_route(route.name))
     click.echo(f"retired key {entry.id} from route {route.name!r} ({left} key(s) left)")
     if left == 0:
@@ -381,32 +320,41 @@ def retire(
     reload_hint(config)
 
 
-def _refuse_primary(entry: KeyEntry) -> None:
-    if entry.state == "primary":
-        fail(
+def _refuse_if_in_use(config: Config, entry: KeyEntry, quiet: float) -> None:
+    """Exit 1, saying why and when it would be safe, if retiring ``entry`` is not."""
+    usage: KeyUsage | None = None
+    if entry.state != "primary":
+        try:
+            usage = load_key_usage(config).get((entry.route, entry.id))
+        except StoreUnavailable as exc:
+            fail(
+                f"cannot tell when key {entry.id} last verified a callback ({exc}); "
+                "pass --force to retire it without that check"
+            )
+    try:
+        check_retirable(
+            entry,
+            last_verified_at=usage.last_verified_at if usage else None,
+            quiet_period=quiet,
+            now=time.time(),
+        )
+    except KeyStillInUse as exc:
+        fail(_why_in_use(exc))
+
+
+def _why_in_use(exc: KeyStillInUse) -> str:
+    entry = exc.entry
+    if exc.last_verified_at is None:
+        return (
             f"key {entry.id} is the primary key of route {entry.route!r}: promote another key "
             f"first (`callbacks keys promote {entry.route} KEY_ID`), or pass --force"
         )
-
-
-def _refuse_if_recently_used(config: Config, entry: KeyEntry, quiet: float) -> None:
-    try:
-        usage = load_key_usage(config).get((entry.route, entry.id))
-    except StoreUnavailable as exc:
-        fail(
-            f"cannot tell when key {entry.id} last verified a callback ({exc}); "
-            "pass --force to retire it without that check"
-        )
-    if usage is None:
-        return
-    since = time.time() - usage.last_verified_at
-    if since < quiet:
-        fail(
-            f"key {entry.id} of route {entry.route!r} verified a callback {ago(since)} ago "
-            f"(at {iso(usage.last_verified_at)}), within the quiet period of {_hours(quiet)}: the "
-            "platform may still sign with it. Retire it after "
-            f"{iso(usage.last_verified_at + quiet)}, or pass --force"
-        )
+    last, quiet = exc.last_verified_at, exc.quiet_period
+    return (
+        f"key {entry.id} of route {entry.route!r} verified a callback {ago(time.time() - last)} "
+        f"ago (at {iso(last)}), within the quiet period of {_hours(quiet)}: the platform may "
+        f"still sign with it. Retire it after {iso(last + quiet)}, or pass --force"
+    )
 
 
 @keys_group.command("list", short_help="Show each route's keys and when they last verified.")
@@ -431,6 +379,9 @@ def list_keys(config_path: str | None, route_name: str | None, as_json: bool) ->
         _warn_unconfigured(config, keyfile)
     try:
         usage: dict[tuple[str, str], KeyUsage] | None = load_key_usage(config)
+    except _NoStoreYet:
+        click.echo("note: no usage recorded: no receiver has run with this config yet", err=True)
+        usage = {}
     except StoreUnavailable as exc:
         click.echo(f"warning: key usage unknown, the store is unavailable: {exc}", err=True)
         usage = None
