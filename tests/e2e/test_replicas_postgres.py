@@ -119,6 +119,9 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
         # Claims the victim held at its death: the only events that may run twice.
         assert held, "the killed replica held no claims: the takeover was not exercised"
         wait_for(lambda: len(acknowledged) >= 400, timeout=30)  # the survivor keeps receiving
+    except BaseException:
+        survivor.stop()  # the test ends here: leave no server behind
+        raise
     finally:
         stop.set()
         sender.join(30)
