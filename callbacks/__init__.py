@@ -12,6 +12,7 @@ from callbacks.errors import (
     ConfigError,
     HandlerLoadError,
     KeyFileError,
+    PermanentError,
     StoreUnavailable,
 )
 from callbacks.events import (
@@ -24,7 +25,7 @@ from callbacks.events import (
     SenseTimeCallback,
     ShootScriptSwitch,
 )
-from callbacks.handlers import Handlers
+from callbacks.handlers import DeadLetter, Handlers
 from callbacks.keyfile import KeyFile
 from callbacks.store import (
     Accepted,
@@ -40,6 +41,7 @@ __all__ = [
     "CallbacksError",
     "Config",
     "ConfigError",
+    "DeadLetter",
     "Event",
     "HandlerLoadError",
     "Handlers",
@@ -51,6 +53,7 @@ __all__ = [
     "MetaStudioLiveEvent",
     "MetaStudioTtsResult",
     "Outcome",
+    "PermanentError",
     "ReplyCommandFinish",
     "RouteConfig",
     "RtmpStreamStateChange",

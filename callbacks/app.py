@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
+from callbacks.dispatch.gauges import sample_operator_gauges
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
@@ -142,6 +143,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         with contextlib.suppress(StoreUnavailable):
             metrics.INBOX_DEPTH.set(await store.inbox_depth())
+            await sample_operator_gauges(store)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

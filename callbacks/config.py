@@ -82,6 +82,19 @@ class DispatchConfig:
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
     enabled: bool = True
+    # Seconds one handler call may take before its attempt fails with reason ``timeout`` (a
+    # route's own ``handler_timeout`` wins).
+    handler_timeout: float = 30.0
+    # Threads for sync handlers (0: as many as ``concurrency``). A sync handler past its timeout
+    # keeps its thread until it returns: Python cannot stop a thread.
+    handler_threads: int = 0
+    # When the store fails, the dispatcher retries after this, doubling up to the cap, jittered.
+    store_backoff_initial: float = 0.5
+    store_backoff_max: float = 30.0
+
+    @property
+    def sync_threads(self) -> int:
+        return self.handler_threads or self.concurrency
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,8 @@ class RouteConfig:
     max_age: int = 300
     max_future_skew: int = 300
     allow_unsigned: bool = False
+    handler_timeout: float | None = None
+    """This route's events' handler timeout in seconds (None: ``dispatch.handler_timeout``)."""
 
     @property
     def describe(self) -> str:
@@ -304,6 +319,10 @@ def _read_dispatch(reader: _Reader, table: Mapping[str, Any]) -> DispatchConfig:
             "lease_seconds",
             "poll_interval",
             "enabled",
+            "handler_timeout",
+            "handler_threads",
+            "store_backoff_initial",
+            "store_backoff_max",
         },
     )
     return DispatchConfig(
@@ -316,6 +335,18 @@ def _read_dispatch(reader: _Reader, table: Mapping[str, Any]) -> DispatchConfig:
         lease_seconds=reader.number(table, "dispatch.lease_seconds", d.lease_seconds, 1, 86400),
         poll_interval=reader.number(table, "dispatch.poll_interval", d.poll_interval, 0.01, 3600),
         enabled=reader.boolean(table, "dispatch.enabled", d.enabled),
+        handler_timeout=reader.number(
+            table, "dispatch.handler_timeout", d.handler_timeout, 0.01, 86400
+        ),
+        handler_threads=reader.integer(
+            table, "dispatch.handler_threads", d.handler_threads, 0, 1024
+        ),
+        store_backoff_initial=reader.number(
+            table, "dispatch.store_backoff_initial", d.store_backoff_initial, 0.01, 3600
+        ),
+        store_backoff_max=reader.number(
+            table, "dispatch.store_backoff_max", d.store_backoff_max, 0.01, 3600
+        ),
     )
 
 
@@ -333,6 +364,7 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
         "max_age",
         "max_future_skew",
         "allow_unsigned",
+        "handler_timeout",
     }
     reader.no_unknown(raw, at, allowed)
     name = reader.required_string(raw, f"{at}.name")
@@ -374,6 +406,11 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
         max_age=reader.integer(raw, f"{at}.max_age", 300, 1, 86400),
         max_future_skew=reader.integer(raw, f"{at}.max_future_skew", 300, 0, 86400),
         allow_unsigned=reader.boolean(raw, f"{at}.allow_unsigned", False),
+        handler_timeout=(
+            reader.number(raw, f"{at}.handler_timeout", 0, 0.01, 86400)
+            if "handler_timeout" in raw
+            else None
+        ),
     )
 
 

@@ -49,6 +49,10 @@ class Rejected(CallbacksError):
         super().__init__(reason)
 
 
-class DeliveryRefused(CallbacksError):
-    """Raised by a handler or sink when retrying cannot help (an HTTP 410, say): that delivery is
-    dead at once instead of after ``max_attempts``."""
+class PermanentError(CallbacksError):
+    """Raise it from a handler when retrying cannot help: that handler's delivery of the event is
+    dead at once (not after ``dispatch.max_attempts``), with the message kept as its error."""
+
+
+class DeliveryRefused(PermanentError):
+    """Raised by a sink when retrying cannot help (an HTTP 410, say): a :class:`PermanentError`."""

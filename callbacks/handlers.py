@@ -17,13 +17,21 @@ A module named in ``[handlers] modules`` (or an entry point in the group
 class also receives its subclasses. Handlers may be sync (run in a worker thread) or async.
 Each call gets the event, whose ``delivery_id`` stays the same across retries and replays: use it to
 make side effects idempotent.
+
+A handler that knows an event can never succeed raises :class:`callbacks.PermanentError`: its
+delivery is dead at once. ``@handlers.on_dead`` registers a hook called once when an event goes
+dead, with a :class:`DeadLetter` (to alert, or to park the event elsewhere)::
+
+    @handlers.on_dead
+    async def alert(dead: DeadLetter) -> None:
+        await page_someone(dead.event.delivery_id, dead.errors)
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -47,6 +55,20 @@ class Registration:
     """Only events of these routes (None: every route); sinks use it for their ``routes``."""
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """What an ``on_dead`` hook receives: the event that went dead, the attempts it took, and
+    each dead handler's last error."""
+
+    event: Event
+    attempts: int
+    errors: Mapping[str, str]
+
+
+DeadHook = Callable[[DeadLetter], Awaitable[None] | None]
+H = TypeVar("H", bound=DeadHook)
+
+
 def handler_name(func: Callable[..., Any]) -> str:
     """A stable name: delivery state is stored per handler name, so it must survive restarts."""
     module = getattr(func, "__module__", None) or "?"
@@ -63,6 +85,7 @@ def handler_name(func: Callable[..., Any]) -> str:
 class Handlers:
     def __init__(self) -> None:
         self._registrations: list[Registration] = []
+        self._dead_hooks: list[DeadHook] = []
 
     @overload
     def on(self, event_type: type[E]) -> Callable[[F], F]: ...
@@ -102,9 +125,22 @@ class Handlers:
             raise ValueError(f"another handler is already registered as {name}: rename one")
         self._registrations.append(Registration(name, event_type, func, routes))
 
+    def on_dead(self, func: H) -> H:
+        """Register a hook called once for each event that goes dead (isolated like a handler:
+        its own timeout, its errors logged and otherwise ignored; not retried)."""
+        if func not in self._dead_hooks:
+            self._dead_hooks.append(func)
+        return func
+
     def include(self, other: Handlers) -> None:
         for r in other._registrations:
             self.add(r.func, r.event_type, name=r.name, routes=r.routes)
+        for hook in other._dead_hooks:
+            self.on_dead(hook)
+
+    @property
+    def dead_hooks(self) -> tuple[DeadHook, ...]:
+        return tuple(self._dead_hooks)
 
     def for_event(self, event: Event) -> list[Registration]:
         seen: set[str] = set()

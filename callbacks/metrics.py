@@ -72,6 +72,29 @@ DISPATCH_LAG = Histogram(
     "Time from receipt to a handler's first attempt.",
     buckets=(*_LATENCY_BUCKETS, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
+DEAD_EVENTS = Gauge(
+    "avatar_callbacks_dead_events",
+    "Events dead (a handler gave up), by route, as last sampled: replay them once fixed.",
+    ["route"],
+    multiprocess_mode="max",
+)
+UNHANDLED_EVENTS = Gauge(
+    "avatar_callbacks_unhandled_events",
+    "Events no handler was registered for, by route, as last sampled.",
+    ["route"],
+    multiprocess_mode="max",
+)
+HANDLER_TIMEOUTS = Counter(
+    "avatar_callbacks_handler_timeouts_total",
+    "Handler calls that ran past their timeout (failed with reason timeout), by handler.",
+    ["handler"],
+)
+LEASES_LOST = Counter(
+    "avatar_callbacks_lease_renewals_lost_total",
+    "Events whose lease this process lost while handling them (another dispatcher may run "
+    "them; this one's outcome is not written), by where it was found: renew or finish.",
+    ["at"],
+)
 SINK_SENDS = Histogram(
     "avatar_callbacks_sink_send_seconds",
     "Time one envelope took to reach a sink, by sink and outcome (ok, failed, refused).",

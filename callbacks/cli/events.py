@@ -233,16 +233,19 @@ def _pretty(value: Any) -> str:
 @config_option
 @click.argument("event_ids", metavar="[ID]...", nargs=-1)
 @click.option("--dead", is_flag=True, help="Re-queue every dead event (of --route, if given).")
-@click.option("--route", "route_name", metavar="ROUTE", help="With --dead: only this route.")
+@click.option("--unhandled", is_flag=True, help="Re-queue every event that had no handler.")
+@click.option("--route", "route_name", metavar="ROUTE", help="With --dead/--unhandled: one route.")
 @json_option
 def replay(
     config_path: str | None,
     event_ids: Sequence[str],
     dead: bool,
+    unhandled: bool,
     route_name: str | None,
     as_json: bool,
 ) -> None:
-    """Re-queue events for the handlers: the given IDs (unique prefixes), or all --dead ones.
+    """Re-queue events for the handlers: the given IDs (unique prefixes), or all --dead or
+    --unhandled ones.
 
     Handlers that already succeeded for an event are not called again, unless all of them had.
     A running receiver delivers re-queued events on its next poll.
@@ -251,16 +254,17 @@ def replay(
     Example:
       callbacks events replay 0190a3f2c4 0190a3f31b
       callbacks events replay --dead --route metastudio-video
+      callbacks events replay --unhandled      # after adding the handlers they lacked
     """
-    if bool(event_ids) == dead:
-        raise click.UsageError("pass event IDs or --dead (not both)")
-    if route_name and not dead:
-        raise click.UsageError("--route applies with --dead only")
+    if bool(event_ids) == (dead or unhandled):
+        raise click.UsageError("pass event IDs or --dead/--unhandled (not both)")
+    if route_name and not (dead or unhandled):
+        raise click.UsageError("--route applies with --dead or --unhandled only")
     config = load_config_or_fail(config_path)
-    ids = [] if dead else _resolve_replayable(config, event_ids)
+    ids = [] if dead or unhandled else _resolve_replayable(config, event_ids)
 
     async def run(store: Store) -> int:
-        return await store.requeue(ids, dead=dead, route=route_name)
+        return await store.requeue(ids, dead=dead, route=route_name, unhandled=unhandled)
 
     count: int = run_with_store(config, run)
     if as_json:

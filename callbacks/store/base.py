@@ -20,11 +20,16 @@ import orjson
 
 from callbacks.errors import SchemaOutOfDate
 
-EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
-EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
+# ``unhandled``: no handler was registered for the event's type when it was dispatched (a replay
+# delivers it once one is).
+EventStatus = Literal["pending", "delivered", "dead", "duplicate", "unhandled"]
+EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate", "unhandled")
+# Statuses that wait for an operator; counted by route for the metrics.
+SETTLED_FOR_OPERATOR: tuple[str, ...] = ("dead", "unhandled")
 # 1: the first schema. 2: unambiguous dedupe keys covering all content (callbacks.dedupe), and
-# duplicates keep the digest of their body instead of the body.
-SCHEMA_VERSION = 2
+# duplicates keep the digest of their body instead of the body. 3: an index for counting dead and
+# unhandled events by route (the metrics).
+SCHEMA_VERSION = 3
 
 
 def new_delivery_id(now: float | None = None) -> str:
@@ -180,8 +185,21 @@ class WorkQueue(Protocol):
         """Write back a dispatch round's outcomes and release its claims, in one write; returns
         how many claims were still ``owner``'s (the others were lost and are left alone)."""
 
+    async def finish(self, outcomes: Sequence[tuple[str, str, Outcome]]) -> set[str]:
+        """Write back outcomes ``(event id, owner, outcome)`` and release their claims, in one
+        write; returns the ids written. An outcome whose claim is no longer its owner's is left
+        out: the event was taken over, and the new owner's outcome must stand."""
+
+    async def renew(self, leases: Sequence[tuple[str, str]], *, until: float) -> set[str]:
+        """Extend the leases ``(event id, owner)`` to ``until``; returns the ids renewed. An id
+        left out was lost: its claim is no longer that owner's (it lapsed and another claimer
+        took the event, or an operator re-queued it)."""
+
     async def inbox_depth(self) -> int:
         """How many events are pending."""
+
+    async def waiting_for_operator(self) -> dict[tuple[str, str], int]:
+        """How many events are ``dead`` or ``unhandled``, by ``(route, status)``."""
 
 
 class Admin(Protocol):
@@ -192,7 +210,12 @@ class Admin(Protocol):
         """Newest first."""
 
     async def requeue(
-        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+        self,
+        ids: Sequence[str] = (),
+        *,
+        dead: bool = False,
+        route: str | None = None,
+        unhandled: bool = False,
     ) -> int:
         """Make events pending again (see :func:`replay_where` and :func:`reset_handler_state`)."""
 
@@ -300,17 +323,24 @@ def duplicate_digest(body: bytes) -> str:
 
 
 def replay_where(
-    ids: Sequence[str], *, dead: bool, route: str | None, placeholder: str
+    ids: Sequence[str],
+    *,
+    dead: bool,
+    route: str | None,
+    placeholder: str,
+    unhandled: bool = False,
 ) -> tuple[str, tuple[Any, ...]] | None:
     """Which events a replay re-queues, as `` WHERE ...`` and its parameters; None: none.
 
-    Either every dead event (of ``route``, if given), or the events named by ``ids``, except
-    duplicates: a duplicate is delivered through its original.
+    Either every dead and/or every unhandled event (of ``route``, if given), or the events named
+    by ``ids``, except duplicates: a duplicate is delivered through its original.
     """
-    if dead:
+    statuses = [s for s, wanted in (("dead", dead), ("unhandled", unhandled)) if wanted]
+    if statuses:
+        where = " WHERE status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")"
         if route:
-            return f" WHERE status = 'dead' AND route = {placeholder}", (route,)
-        return " WHERE status = 'dead'", ()
+            return f"{where} AND route = {placeholder}", (route,)
+        return where, ()
     unique = tuple(dict.fromkeys(ids))
     if not unique:
         return None

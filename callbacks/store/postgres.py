@@ -133,6 +133,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
             "WHERE status = 'duplicate'",
         ),
     ),
+    (
+        3,
+        (
+            # Dead and unhandled events counted by route (the metrics) without a table scan.
+            f"CREATE INDEX IF NOT EXISTS {EVENTS}_for_operator ON {EVENTS} (status, route) "
+            "WHERE status IN ('dead', 'unhandled')",
+        ),
+    ),
 )
 
 
@@ -188,13 +196,22 @@ FROM due WHERE e.id = due.id
 RETURNING {_columns("e")}
 """  # noqa: S608
 
-_FINISH_MANY_SQL = f"""
+_FINISH_SQL = f"""
 UPDATE {EVENTS} AS e SET status = t.status, attempts = t.attempts,
     next_attempt_at = t.next_attempt_at, handler_state = t.handler_state::jsonb,
     last_error = t.last_error, claimed_until = NULL, claimed_by = NULL, updated_at = %s
-FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[], %s::text[])
-     AS t(id, status, attempts, next_attempt_at, handler_state, last_error)
-WHERE e.id = t.id AND e.claimed_by = %s
+FROM unnest(%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[], %s::text[], %s::text[])
+     AS t(id, status, attempts, next_attempt_at, handler_state, last_error, owner)
+WHERE e.id = t.id AND e.claimed_by = t.owner
+RETURNING e.id
+"""  # noqa: S608
+
+# Each lease travels with its owner: only a claim still that owner's is extended.
+_RENEW_SQL = f"""
+UPDATE {EVENTS} AS e SET claimed_until = %s
+FROM unnest(%s::text[], %s::text[]) AS l(id, owner)
+WHERE e.id = l.id AND e.claimed_by = l.owner
+RETURNING e.id
 """  # noqa: S608
 
 _REQUEUE_SQL = f"""
@@ -365,7 +382,13 @@ class PostgresStore:
         try:
             remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
             async with pool.connection(timeout=remaining) as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    # A session keeps the read-only default it started with (a database set
+                    # read-only, or a standby after a failover): only a new one sees the change.
+                    await conn.close()
+                    raise
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
                 self._check_pool_soon(pool)
@@ -447,17 +470,32 @@ class PostgresStore:
         return sorted((event_from_row(r) for r in rows), key=lambda e: e.id)
 
     async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        return len(await self.finish([(event_id, owner, o) for event_id, o in outcomes]))
+
+    async def finish(self, outcomes: Sequence[tuple[str, str, Outcome]]) -> set[str]:
+        if not outcomes:
+            return set()
         columns = (
-            [event_id for event_id, _ in outcomes],
-            [o.status for _, o in outcomes],
-            [o.attempts for _, o in outcomes],
-            [o.next_attempt_at for _, o in outcomes],
-            [orjson.dumps(dict(o.handler_state)).decode() for _, o in outcomes],
-            [o.last_error for _, o in outcomes],
+            [event_id for event_id, _, _ in outcomes],
+            [o.status for _, _, o in outcomes],
+            [o.attempts for _, _, o in outcomes],
+            [o.next_attempt_at for _, _, o in outcomes],
+            [orjson.dumps(dict(o.handler_state)).decode() for _, _, o in outcomes],
+            [o.last_error for _, _, o in outcomes],
+            [owner for _, owner, _ in outcomes],
         )
         async with self._connection() as conn:
-            cur = await conn.execute(_FINISH_MANY_SQL, (time.time(), *columns, owner))
-            return cur.rowcount
+            cur = await conn.execute(_FINISH_SQL, (time.time(), *columns))
+            return {row[0] for row in await cur.fetchall()}
+
+    async def renew(self, leases: Sequence[tuple[str, str]], *, until: float) -> set[str]:
+        if not leases:
+            return set()
+        ids = [event_id for event_id, _ in leases]
+        owners = [owner for _, owner in leases]
+        async with self._connection() as conn:
+            cur = await conn.execute(_RENEW_SQL, (until, ids, owners))
+            return {row[0] for row in await cur.fetchall()}
 
     # -- operating -----------------------------------------------------------------------------
 
@@ -472,13 +510,18 @@ class PostgresStore:
         return event_from_row(rows[0]) if len(rows) == 1 else None
 
     async def requeue(
-        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+        self,
+        ids: Sequence[str] = (),
+        *,
+        dead: bool = False,
+        route: str | None = None,
+        unhandled: bool = False,
     ) -> int:
         """Select and lock the events, reset their handler state in Python, write them back.
 
         One transaction, so a dispatcher cannot claim an event half re-queued.
         """
-        selection = replay_where(ids, dead=dead, route=route, placeholder="%s")
+        selection = replay_where(ids, dead=dead, route=route, placeholder="%s", unhandled=unhandled)
         if selection is None:
             return 0
         where, params = selection
@@ -508,6 +551,15 @@ class PostgresStore:
             cur = await conn.execute(_KEY_USAGE_SQL, (now - 86400,))
             rows = await cur.fetchall()
         return [KeyUsage(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def waiting_for_operator(self) -> dict[tuple[str, str], int]:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                f"SELECT route, status, COUNT(*) FROM {EVENTS} "  # noqa: S608
+                "WHERE status IN ('dead', 'unhandled') GROUP BY status, route"
+            )
+            rows = await cur.fetchall()
+        return {(route, status): int(count) for route, status, count in rows}
 
     async def inbox_depth(self) -> int:
         async with self._connection() as conn:

@@ -129,10 +129,19 @@ def _schema_2(conn: sqlite3.Connection) -> None:
     _strip_duplicate_bodies(conn)
 
 
+def _schema_3(conn: sqlite3.Connection) -> None:
+    """Schema 3: dead and unhandled events counted by route without reading the whole table."""
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS events_for_operator ON events (status, route) "
+        "WHERE status IN ('dead', 'unhandled')"
+    )
+
+
 # Each step brings the schema to its version; a fresh file runs them all. In version order.
 _MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (1, _create_tables),
     (2, _schema_2),
+    (3, _schema_3),
 )
 
 _COLUMNS = event_columns()
@@ -359,6 +368,11 @@ class SQLiteStore:
         return await self._write(run)
 
     async def finish_many(self, outcomes: Sequence[tuple[str, Outcome]], *, owner: str) -> int:
+        return len(await self.finish([(event_id, owner, o) for event_id, o in outcomes]))
+
+    async def finish(self, outcomes: Sequence[tuple[str, str, Outcome]]) -> set[str]:
+        if not outcomes:
+            return set()
         packed = orjson.dumps(
             [
                 [
@@ -368,13 +382,18 @@ class SQLiteStore:
                     o.next_attempt_at,
                     dict(o.handler_state),
                     o.last_error,
+                    owner,
                 ]
-                for event_id, o in outcomes
+                for event_id, owner, o in outcomes
             ]
         )
-        # One statement for the whole round: the outcomes travel as one JSON array.
-        return await self._write(
-            lambda conn: (
+
+        # Two statements whatever the count (RETURNING would be a step per row, see
+        # _accept_all): which claims are still their owner's, then the update of those. The
+        # outcomes travel as one JSON array, each with the owner whose claim it must be.
+        def run(conn: sqlite3.Connection) -> set[str]:
+            held = _held_by_owner(conn, packed, owner_at=6)
+            if held:
                 conn.execute(
                     "UPDATE events SET status = json_extract(o.value, '$[1]'), "
                     "attempts = json_extract(o.value, '$[2]'), "
@@ -383,11 +402,33 @@ class SQLiteStore:
                     "last_error = json_extract(o.value, '$[5]'), "
                     "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
                     "FROM json_each(?) AS o "
-                    "WHERE events.id = json_extract(o.value, '$[0]') AND events.claimed_by = ?",
-                    (time.time(), packed, owner),
-                ).rowcount
-            )
-        )
+                    "WHERE events.id = json_extract(o.value, '$[0]') "
+                    "AND events.claimed_by = json_extract(o.value, '$[6]')",
+                    (time.time(), packed),
+                )
+            return held
+
+        return await self._write(run)
+
+    async def renew(self, leases: Sequence[tuple[str, str]], *, until: float) -> set[str]:
+        if not leases:
+            return set()
+        packed = orjson.dumps(list(leases))
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            # Each lease travels with its owner: only a claim that is still that owner's is
+            # extended, so a lapsed one taken over by another claimer stays theirs.
+            held = _held_by_owner(conn, packed, owner_at=1)
+            if held:
+                conn.execute(
+                    "UPDATE events SET claimed_until = ? FROM json_each(?) AS l "
+                    "WHERE events.id = json_extract(l.value, '$[0]') "
+                    "AND events.claimed_by = json_extract(l.value, '$[1]')",
+                    (until, packed),
+                )
+            return held
+
+        return await self._write(run)
 
     # -- operating -----------------------------------------------------------------------------
 
@@ -409,9 +450,14 @@ class SQLiteStore:
         )
 
     async def requeue(
-        self, ids: Sequence[str] = (), *, dead: bool = False, route: str | None = None
+        self,
+        ids: Sequence[str] = (),
+        *,
+        dead: bool = False,
+        route: str | None = None,
+        unhandled: bool = False,
     ) -> int:
-        selection = replay_where(ids, dead=dead, route=route, placeholder="?")
+        selection = replay_where(ids, dead=dead, route=route, placeholder="?", unhandled=unhandled)
         if selection is None:
             return 0
         where, params = selection
@@ -443,6 +489,15 @@ class SQLiteStore:
             return [KeyUsage(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self._read(run)
+
+    async def waiting_for_operator(self) -> dict[tuple[str, str], int]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT route, status, COUNT(*) FROM events "
+                "WHERE status IN ('dead', 'unhandled') GROUP BY status, route"
+            ).fetchall()
+        )
+        return {(route, status): count for route, status, count in rows}
 
     async def inbox_depth(self) -> int:
         return int(
@@ -565,6 +620,18 @@ def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job], busy_ms: int
         _commit(conn)
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _held_by_owner(conn: sqlite3.Connection, packed: bytes, *, owner_at: int) -> set[str]:
+    """Of the JSON array's ``[id, ...]`` items, the ids whose claim is the owner's at index
+    ``owner_at`` (one step: the ids come back as one text)."""
+    found = conn.execute(
+        "SELECT group_concat(events.id) FROM json_each(?) AS o JOIN events "
+        "ON events.id = json_extract(o.value, '$[0]') "
+        "AND events.claimed_by = json_extract(o.value, ?)",
+        (packed, f"$[{owner_at}]"),
+    ).fetchone()[0]
+    return set(found.split(",")) if found else set()
 
 
 def _commit(conn: sqlite3.Connection) -> None:

@@ -239,7 +239,7 @@ def test_replay_usage_errors(inbox: Inbox) -> None:
     assert "not both" in both.output
     route_alone = inbox.run("events", "replay", inbox.ids["dead"], "--route", "st")
     assert route_alone.exit_code == 2
-    assert "--route applies with --dead only" in route_alone.output
+    assert "--route applies with --dead or --unhandled only" in route_alone.output
 
 
 # --------------------------------------------------------------------------- purge

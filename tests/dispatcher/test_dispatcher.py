@@ -226,7 +226,7 @@ def test_event_of_a_removed_route_still_reaches_catch_alls(tmp_path: Path) -> No
     run(tmp_path, scenario)
 
 
-def test_event_without_matching_handlers_is_delivered(tmp_path: Path) -> None:
+def test_event_without_matching_handlers_is_unhandled(tmp_path: Path) -> None:
     clock = Clock()
 
     async def scenario(store: SQLiteStore) -> None:
@@ -234,8 +234,9 @@ def test_event_without_matching_handlers_is_delivered(tmp_path: Path) -> None:
         dispatcher = Dispatcher(store, Handlers(), ROUTES, CONFIG, clock=clock)
         assert await dispatcher.run_once() == 1
         row = await stored(store, accepted.delivery_id)
-        assert row.status == "delivered"
+        assert (row.status, row.attempts, row.last_error) == ("unhandled", 0, None)
         assert row.handler_state == {}
+        assert await dispatcher.run_once() == 0  # settled: not claimed again
 
     run(tmp_path, scenario)
 

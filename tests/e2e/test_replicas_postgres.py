@@ -7,6 +7,8 @@ kill interrupted it, and never twice because two replicas received it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -102,14 +104,24 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
         assert wait_for(lambda: len(acknowledged) >= 200, timeout=60), "stream did not start"
         assert victim.proc is not None
         victim_pid = victim.proc.pid
-        # Kill it while it holds claims (it claims a round at a time), so the takeover of a dead
-        # replica's claims is what the rest of the test exercises.
-        assert wait_for(lambda: bool(_claimed_by(postgres_schema_url, victim_pid)), timeout=30)
+        # Kill it while it holds claims, so the takeover of a dead replica's claims is what the
+        # rest of the test exercises. Each event is settled as soon as it is done, so the claims
+        # held change all the time: freeze the victim, read them, and kill it frozen.
+        held: set[str] = set()
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:
+            os.kill(victim_pid, signal.SIGSTOP)
+            held = _claimed_by(postgres_schema_url, victim_pid)
+            if not held:
+                os.kill(victim_pid, signal.SIGCONT)
+                time.sleep(0.05)
         victim.kill()
         # Claims the victim held at its death: the only events that may run twice.
-        held = _claimed_by(postgres_schema_url, victim_pid)
         assert held, "the killed replica held no claims: the takeover was not exercised"
         wait_for(lambda: len(acknowledged) >= 400, timeout=30)  # the survivor keeps receiving
+    except BaseException:
+        survivor.stop()  # the test ends here: leave no server behind
+        raise
     finally:
         stop.set()
         sender.join(30)
@@ -124,6 +136,9 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
             return acked <= ended
 
         assert wait_for(all_handled, timeout=60), "acknowledged callbacks were not handled"
+        # Events the victim handled but died before settling are the survivor's once their
+        # (renewed) leases lapse.
+        assert wait_for(lambda: _pending(postgres_schema_url) == 0, timeout=30)
     finally:
         survivor.stop()
 
@@ -166,6 +181,14 @@ def _originals(url: str, ids: set[str]) -> set[str]:
             "SELECT id, duplicate_of FROM avatar_callbacks_events WHERE id = ANY(%s)", (list(ids),)
         )
         return {duplicate_of or event_id for event_id, duplicate_of in rows}
+
+
+def _pending(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM avatar_callbacks_events WHERE status = 'pending'"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
 def _claimed_by(url: str, pid: int) -> set[str]:

@@ -13,6 +13,7 @@ PUBLIC = {
     "CallbacksError",
     "Config",
     "ConfigError",
+    "DeadLetter",
     "Event",
     "HandlerLoadError",
     "Handlers",
@@ -24,6 +25,7 @@ PUBLIC = {
     "MetaStudioLiveEvent",
     "MetaStudioTtsResult",
     "Outcome",
+    "PermanentError",
     "ReplyCommandFinish",
     "RouteConfig",
     "RtmpStreamStateChange",
@@ -63,5 +65,11 @@ def test_public_event_classes_are_events() -> None:
         obj = getattr(callbacks, name)
         if name.startswith(("MetaStudio", "SenseTime", "Rtmp", "Reply", "Shoot")):
             assert issubclass(obj, callbacks.Event)
-    for error in ("ConfigError", "KeyFileError", "HandlerLoadError", "StoreUnavailable"):
+    for error in (
+        "ConfigError",
+        "KeyFileError",
+        "HandlerLoadError",
+        "StoreUnavailable",
+        "PermanentError",
+    ):
         assert issubclass(getattr(callbacks, error), callbacks.CallbacksError)
