@@ -160,7 +160,8 @@ def _business_card(job_id: str, raw: Mapping[str, Any], fetched_at: datetime) ->
 
 def _subtitle(job_id: str, raw: Mapping[str, Any], fetched_at: datetime) -> JobDetails:
     raw_state = _text(raw.get("job_state"))
-    files = [f for f in raw.get("subtitle_file_info") or () if isinstance(f, dict)]
+    listed = raw.get("subtitle_file_info")
+    files = [f for f in listed if isinstance(f, dict)] if isinstance(listed, list) else []
     state = normalise_state(raw_state)
     error = None
     if raw_state is not None and raw_state.upper() == "GENERATED":
@@ -244,7 +245,10 @@ def url_expiry(url: str) -> datetime | None:
         return None
     if not values or not values[0].isascii() or not values[0].isdigit() or len(values[0]) > 12:
         return None
-    return datetime.fromtimestamp(int(values[0]), UTC)
+    try:
+        return datetime.fromtimestamp(int(values[0]), UTC)
+    except (ValueError, OverflowError, OSError):  # past year 9999
+        return None
 
 
 def _time(value: object) -> datetime | None:
