@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callbacks.confirm.settings import ROUTE_SETTINGS, ConfirmationSettings, read_confirmation
 from callbacks.errors import ConfigError
 from callbacks.store.url import check_store_url, is_sqlite_url
 from verify import Carrier
@@ -114,6 +115,8 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
+    confirmation: ConfirmationSettings = field(default_factory=ConfirmationSettings)
+    """``[metastudio_api]`` and each route's ``confirm`` (see callbacks/confirm/settings.py)."""
 
     def route(self, name: str) -> RouteConfig:
         for route in self.routes:
@@ -149,7 +152,8 @@ def parse_config(
     reader = _Reader(source)
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
-    reader.no_unknown(data, "", {"server", "store", "keys", "dispatch", "handlers", "routes"})
+    tables = {"server", "store", "keys", "dispatch", "handlers", "routes", "metastudio_api"}
+    reader.no_unknown(data, "", tables)
 
     server = _read_server(reader, reader.table(data, "server"))
     store_table = reader.table(data, "store")
@@ -176,6 +180,7 @@ def parse_config(
         handler_modules=modules,
         routes=routes,
         base_dir=base_dir,
+        confirmation=read_confirmation(data, source=source, base_dir=base_dir),
     )
     config = apply_env_overrides(config, env)
     _check_store_url(config)
@@ -286,6 +291,7 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
         "max_age",
         "max_future_skew",
         "allow_unsigned",
+        *ROUTE_SETTINGS,
     }
     reader.no_unknown(raw, at, allowed)
     name = reader.required_string(raw, f"{at}.name")
