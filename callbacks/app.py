@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
+from callbacks.confirm.gate import build_gate
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
@@ -64,8 +65,9 @@ def create_app(
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
+    gate = build_gate(config) if run_dispatcher else None
     dispatcher = (
-        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock)
+        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock, gate=gate)
         if run_dispatcher
         else None
     )
@@ -95,6 +97,8 @@ def create_app(
         finally:
             if dispatcher is not None:
                 await dispatcher.stop()
+            if gate is not None:
+                await gate.aclose()
             await live_keys.stop_watching()
             await store.close()
 
@@ -108,6 +112,9 @@ def create_app(
             await store.ping()
         except StoreUnavailable:
             return json_response(503, {"status": "unavailable", "reason": "store_unavailable"})
+        if gate is not None and gate.cannot_confirm():
+            body = {"status": "unavailable", "reason": "cannot_confirm"}
+            return json_response(503, body | {"routes": gate.cannot_confirm()})
         return json_response(200, {"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import os
 import random
@@ -30,7 +31,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -47,6 +48,9 @@ from callbacks.store.base import (
     StoredEvent,
     WorkQueue,
 )
+
+if TYPE_CHECKING:
+    from callbacks.confirm.gate import ConfirmationGate
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _ERROR_TEXT_LIMIT = 300
@@ -93,8 +97,10 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        gate: ConfirmationGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate  # confirmation before delivery (callbacks/confirm/gate.py)
         self.handlers = handlers
         self.routes = routes
         self.config = config
@@ -210,8 +216,10 @@ class Dispatcher:
             async with limit:
                 return item.id, await self._deliver(item, due)
 
-        # Events no handler waits for are settled inline: a task each would cost more than them.
         outcomes: list[tuple[str, Outcome]] = []
+        if self.gate is not None:
+            work = await self._confirmed(work, outcomes)
+        # Events no handler waits for are settled inline: a task each would cost more than them.
         waiting: list[tuple[_Work, list[Registration]]] = []
         for item in work:
             due = self._handlers_due(item)
@@ -226,6 +234,40 @@ class Dispatcher:
         for event_id, outcome in outcomes:
             if outcome.status == "dead":
                 log.error("event_dead", delivery_id=event_id, attempts=outcome.attempts)
+
+    async def _confirmed(
+        self, work: Sequence[_Work], outcomes: list[tuple[str, Outcome]]
+    ) -> list[_Work]:
+        """The round's events the platform confirms, with its job details on them; the others'
+        outcomes (refuted, or pending until the platform can say) are added to ``outcomes``."""
+        assert self.gate is not None
+        gate = self.gate
+        asked = [item for item in work if gate.applies(item.event.route)]
+        verdicts = await asyncio.gather(*(gate.screen(item.event) for item in asked))
+        verdict_of = {item.id: v for item, v in zip(asked, verdicts, strict=True)}
+        kept: list[_Work] = []
+        now = self.clock()
+        for item in work:
+            v = verdict_of.get(item.id)
+            if v is None or v.action == "deliver":
+                if v is not None and v.details is not None:
+                    item = item._replace(
+                        event=dataclasses.replace(item.event, job_details=v.details)
+                    )
+                kept.append(item)
+            elif v.action == "refute":
+                error = f"refuted: {v.reason}"
+                outcomes.append(
+                    (item.id, Outcome("refuted", item.attempts, now, item.handler_state, error))
+                )
+            else:
+                rounds = item.attempts + 1
+                next_at = now + backoff_delay(rounds, self.config, self.rng)
+                error = f"awaiting confirmation: {v.reason}"
+                outcomes.append(
+                    (item.id, Outcome("pending", rounds, next_at, item.handler_state, error))
+                )
+        return kept
 
     async def _release_handed(self) -> None:
         """At stop: give the store back the leases of handed-over events not yet delivered."""

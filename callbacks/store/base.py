@@ -19,8 +19,10 @@ import orjson
 
 from callbacks.errors import SchemaOutOfDate
 
-EventStatus = Literal["pending", "delivered", "dead", "duplicate"]
-EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate")
+EventStatus = Literal["pending", "delivered", "dead", "duplicate", "refuted"]
+EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate", "refuted")
+# "refuted": the platform's API contradicts the callback (callbacks/confirm); never delivered, and
+# it gives its dedupe key to the first duplicate of it (see release_refuted in each backend).
 SCHEMA_VERSION = 1
 
 

@@ -169,6 +169,38 @@ GROUP BY route, key_id ORDER BY route, key_id
 """  # noqa: S608
 
 
+async def _release_refuted(conn: Connection, event_id: str, now: float) -> None:
+    """A refuted event gives up its dedupe key: its first duplicate (the genuine callback, if
+    one came while it waited) takes the key and becomes pending; the others follow that one."""
+    cur = await conn.execute(
+        f"UPDATE {EVENTS} AS e SET dedupe_key = NULL FROM {EVENTS} AS old "  # noqa: S608
+        "WHERE e.id = old.id AND e.id = %s AND e.status = 'refuted' "
+        "AND e.dedupe_key IS NOT NULL RETURNING old.dedupe_key",
+        (event_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return
+    cur = await conn.execute(
+        f"SELECT id FROM {EVENTS} WHERE duplicate_of = %s AND status = 'duplicate' "  # noqa: S608
+        "ORDER BY id LIMIT 1 FOR UPDATE",
+        (event_id,),
+    )
+    first = await cur.fetchone()
+    if first is None:
+        return
+    await conn.execute(
+        f"UPDATE {EVENTS} SET status = 'pending', dedupe_key = %s, duplicate_of = NULL, "  # noqa: S608
+        "next_attempt_at = received_at, updated_at = %s WHERE id = %s",
+        (row[0], now, first[0]),
+    )
+    await conn.execute(
+        f"UPDATE {EVENTS} SET duplicate_of = %s WHERE duplicate_of = %s "  # noqa: S608
+        "AND status = 'duplicate'",
+        (first[0], event_id),
+    )
+
+
 class PostgresStore:
     """The inbox in PostgreSQL, through a small async connection pool.
 
@@ -383,9 +415,17 @@ class PostgresStore:
             [orjson.dumps(dict(o.handler_state)).decode() for _, o in outcomes],
             [o.last_error for _, o in outcomes],
         )
+        refuted = [event_id for event_id, o in outcomes if o.status == "refuted"]
         async with self._connection() as conn:
-            cur = await conn.execute(_FINISH_MANY_SQL, (time.time(), *columns, owner))
-            return cur.rowcount
+            now = time.time()
+            if not refuted:  # the common round: one statement, no transaction round trips
+                cur = await conn.execute(_FINISH_MANY_SQL, (now, *columns, owner))
+                return cur.rowcount
+            async with conn.transaction():
+                cur = await conn.execute(_FINISH_MANY_SQL, (now, *columns, owner))
+                for event_id in refuted:
+                    await _release_refuted(conn, event_id, now)
+                return cur.rowcount
 
     # -- operating -----------------------------------------------------------------------------
 

@@ -315,22 +315,27 @@ class SQLiteStore:
                 for event_id, o in outcomes
             ]
         )
+        refuted = [event_id for event_id, o in outcomes if o.status == "refuted"]
+
         # One statement for the whole round: the outcomes travel as one JSON array.
-        return await self._write(
-            lambda conn: (
-                conn.execute(
-                    "UPDATE events SET status = json_extract(o.value, '$[1]'), "
-                    "attempts = json_extract(o.value, '$[2]'), "
-                    "next_attempt_at = json_extract(o.value, '$[3]'), "
-                    "handler_state = json_extract(o.value, '$[4]'), "
-                    "last_error = json_extract(o.value, '$[5]'), "
-                    "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
-                    "FROM json_each(?) AS o "
-                    "WHERE events.id = json_extract(o.value, '$[0]') AND events.claimed_by = ?",
-                    (time.time(), packed, owner),
-                ).rowcount
-            )
-        )
+        def run(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            count = conn.execute(
+                "UPDATE events SET status = json_extract(o.value, '$[1]'), "
+                "attempts = json_extract(o.value, '$[2]'), "
+                "next_attempt_at = json_extract(o.value, '$[3]'), "
+                "handler_state = json_extract(o.value, '$[4]'), "
+                "last_error = json_extract(o.value, '$[5]'), "
+                "claimed_until = NULL, claimed_by = NULL, updated_at = ? "
+                "FROM json_each(?) AS o "
+                "WHERE events.id = json_extract(o.value, '$[0]') AND events.claimed_by = ?",
+                (now, packed, owner),
+            ).rowcount
+            for event_id in refuted:
+                _release_refuted(conn, event_id, now)
+            return count
+
+        return await self._write(run)
 
     # -- operating -----------------------------------------------------------------------------
 
@@ -488,6 +493,34 @@ def _flat(jobs: list[_Job]) -> list[Any]:
             None if lease is None else lease.until,
         )
     return params
+
+
+def _release_refuted(conn: sqlite3.Connection, event_id: str, now: float) -> None:
+    """A refuted event gives up its dedupe key: its first duplicate (the genuine callback, if
+    one came while it waited) takes the key and becomes pending; the others follow that one."""
+    row = conn.execute(
+        "SELECT dedupe_key FROM events WHERE id = ? AND status = 'refuted' "
+        "AND dedupe_key IS NOT NULL",
+        (event_id,),
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute("UPDATE events SET dedupe_key = NULL WHERE id = ?", (event_id,))
+    first = conn.execute(
+        "SELECT id FROM events WHERE duplicate_of = ? AND status = 'duplicate' ORDER BY id LIMIT 1",
+        (event_id,),
+    ).fetchone()
+    if first is None:
+        return
+    conn.execute(
+        "UPDATE events SET status = 'pending', dedupe_key = ?, duplicate_of = NULL, "
+        "next_attempt_at = received_at, updated_at = ? WHERE id = ?",
+        (row[0], now, first[0]),
+    )
+    conn.execute(
+        "UPDATE events SET duplicate_of = ? WHERE duplicate_of = ? AND status = 'duplicate'",
+        (first[0], event_id),
+    )
 
 
 def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
