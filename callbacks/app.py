@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
-from callbacks.confirm.gate import build_gate
+from callbacks.confirm.gate import build_gate, build_reconciler
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
@@ -71,7 +71,9 @@ def create_app(
         if run_dispatcher
         else None
     )
-    receiver = Receiver(config, Intake(store, dispatcher), live_keys, clock=clock)
+    intake = Intake(store, dispatcher)
+    receiver = Receiver(config, intake, live_keys, clock=clock)
+    reconciler = build_reconciler(config, gate, intake)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -87,6 +89,8 @@ def create_app(
         await store.recover()
         if dispatcher is not None:
             dispatcher.start()
+        if reconciler is not None:
+            reconciler.start()
         log.info(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
@@ -95,6 +99,8 @@ def create_app(
         try:
             yield
         finally:
+            if reconciler is not None:
+                await reconciler.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             if gate is not None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import click
 
-from callbacks import cli_events, cli_keys, cli_simulate
+from callbacks import cli_events, cli_jobs, cli_keys, cli_simulate
 from callbacks.cli_support import (
     config_option,
     fail,
@@ -133,3 +133,4 @@ def db_upgrade(config_path: str | None) -> None:
 
 for command_module in (cli_keys, cli_events, cli_simulate):
     command_module.register(main)
+cli_jobs.register(main)

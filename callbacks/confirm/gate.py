@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import Counter
@@ -20,13 +20,18 @@ from prometheus_client import Counter
 from callbacks.config import Config
 from callbacks.confirm.confirmer import (
     Confirmer,
+    JobSource,
     MetaStudioConfirmer,
     load_confirmer,
     metastudio_client,
 )
+from callbacks.confirm.reconciler import Reconciler
 from callbacks.confirm.rule import Confirmation, Verdict, verdict
 from callbacks.confirm.settings import ConfirmationSettings
 from callbacks.events import Event
+
+if TYPE_CHECKING:
+    from callbacks.intake import Intake
 
 log = structlog.get_logger("avatar_callbacks.confirm")
 
@@ -51,8 +56,10 @@ class ConfirmationGate:
         *,
         timeout: float = 30.0,
         resources: Iterable[Any] = (),
+        metastudio: JobSource | None = None,
     ) -> None:
         self.settings = settings
+        self.metastudio = metastudio  # the API client, shared with the reconciler
         self.confirmers = dict(confirmers)
         self.timeout = timeout
         self._resources = list(resources)  # clients to close with the gate
@@ -112,6 +119,30 @@ class ConfirmationGate:
                 await close()
 
 
+def build_reconciler(
+    config: Config, gate: ConfirmationGate | None, intake: Intake
+) -> Reconciler | None:
+    """The reconciler for ``config``: when the MetaStudio API is there to poll."""
+    if gate is None or gate.metastudio is None:
+        return None
+    from callbacks.confirm.expected import open_expected_jobs
+
+    jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
+    routes = {r.name: r for r in config.routes}
+    dispatch = config.dispatch
+    return Reconciler(
+        jobs,
+        gate.metastudio,
+        intake,
+        routes,
+        poll_interval=dispatch.poll_interval,
+        backoff_initial=min(
+            (config.confirmation.for_route(r).reconcile_after for r in routes), default=5.0
+        ),
+        lease_seconds=dispatch.lease_seconds,
+    )
+
+
 def build_gate(config: Config, env: Mapping[str, str] | None = None) -> ConfirmationGate | None:
     """The gate for ``config``, or ``None`` when no route confirms. Says once per MetaStudio
     route that does not confirm that its bodies are unauthenticated."""
@@ -119,6 +150,7 @@ def build_gate(config: Config, env: Mapping[str, str] | None = None) -> Confirma
     confirmers: dict[str, Confirmer] = {}
     resources: list[Any] = []
     shared: MetaStudioConfirmer | None = None
+    client: JobSource | None = None
     for route in config.routes:
         chosen = settings.for_route(route.name)
         if not chosen.enabled:
@@ -141,4 +173,6 @@ def build_gate(config: Config, env: Mapping[str, str] | None = None) -> Confirma
     if not confirmers:
         return None
     timeout = settings.api.timeout * 3 if settings.api is not None else 30.0
-    return ConfirmationGate(settings, confirmers, timeout=timeout, resources=resources)
+    return ConfirmationGate(
+        settings, confirmers, timeout=timeout, resources=resources, metastudio=client
+    )

@@ -69,6 +69,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, api: FakeMetaStudio) -> Ite
         "retry_attempts": 1,
     }
     config["dispatch"]["backoff_max"] = 0.3
+    for route in config["routes"]:
+        route["reconcile_after"] = 0.3
     setup.config_path.write_text(tomli_w.dumps(config))
     env = {"CALLBACKS_METASTUDIO_AK": AK, "CALLBACKS_METASTUDIO_SK": SK}
     process = ServerProcess(setup, env=env).start()
@@ -94,14 +96,21 @@ def delivered(setup: Setup, job_id: str) -> list[dict[str, Any]]:
     return [d for d in setup.delivered() if d["job_id"] == job_id]
 
 
-def events(setup: Setup, status: str) -> list[dict[str, Any]]:
+def cli(setup: Setup, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-c", "from callbacks.cli import main; main()",
-         "events", "list", "--status", status, "--json",
+        [sys.executable, "-c", "from callbacks.cli import main; main()", *args,
          "--config", str(setup.config_path)],
         capture_output=True, text=True, check=True, cwd=setup.root,
     )  # fmt: skip
-    return list(json.loads(out.stdout))
+    return out.stdout
+
+
+def events(setup: Setup, status: str) -> list[dict[str, Any]]:
+    return list(json.loads(cli(setup, "events", "list", "--status", status, "--json")))
+
+
+def jobs(setup: Setup, *flags: str) -> list[dict[str, Any]]:
+    return list(json.loads(cli(setup, "jobs", "list", "--json", *flags)))
 
 
 def refuted(setup: Setup) -> set[str]:
@@ -189,3 +198,33 @@ def test_genuine_callback_that_came_while_the_forged_one_waited_is_delivered(
     assert forged in refuted(server)
     [d] = delivered(server, "job-race")
     assert (d["id"], d["claimed_asset"], d["asset_id"]) == (genuine, "asset-race", "asset-race")
+
+
+def test_expected_job_without_callback_is_delivered_by_polling(
+    server: Setup, api: FakeMetaStudio
+) -> None:
+    api.set_job("video", "job-silent", state="PROCESSING")
+    cli(server, "jobs", "expect", "ms-video", "job-silent", "--within", "1h")
+    assert wait_for(lambda: any(r.path.endswith("/job-silent") for r in api.requests))
+    assert delivered(server, "job-silent") == []  # still processing: nothing to deliver
+    api.set_job("video", "job-silent", state="SUCCEED", asset_id="asset-s")
+    assert wait_for(lambda: delivered(server, "job-silent"))
+    [d] = delivered(server, "job-silent")
+    assert (d["state"], d["asset_id"]) == ("SUCCEED", "asset-s")
+    [job] = [j for j in jobs(server) if j["job_id"] == "job-silent"]
+    assert (job["state"], job["event_id"]) == ("found", d["id"])
+    # The platform's callback, arriving late, is a duplicate: delivered once.
+    late = post(
+        server, "ms-video", {"job_id": "job-silent", "result": "SUCCEED", "asset_id": "asset-s"}
+    )
+    assert wait_for(lambda: late in {e["id"] for e in events(server, "duplicate")})
+    assert len(delivered(server, "job-silent")) == 1
+
+
+def test_expected_job_that_never_finishes_is_overdue(server: Setup, api: FakeMetaStudio) -> None:
+    api.set_job("video", "job-stuck", state="PROCESSING")
+    cli(server, "jobs", "expect", "ms-video", "job-stuck", "--within", "2s")
+    assert wait_for(lambda: any(j["job_id"] == "job-stuck" for j in jobs(server, "--overdue")))
+    assert delivered(server, "job-stuck") == []
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert 'avatar_callbacks_expected_jobs_total{outcome="overdue",route="ms-video"}' in metrics
