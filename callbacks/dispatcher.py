@@ -31,12 +31,13 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 
 from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
+from callbacks.confirm.seam import ConfirmationSeam
 from callbacks.errors import StoreUnavailable
 from callbacks.events import Envelope, Event, build_event, event_from_stored
 from callbacks.handlers import Handlers, Registration
@@ -48,9 +49,6 @@ from callbacks.store.base import (
     StoredEvent,
     WorkQueue,
 )
-
-if TYPE_CHECKING:
-    from callbacks.confirm.gate import ConfirmationGate
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _ERROR_TEXT_LIMIT = 300
@@ -97,7 +95,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
-        gate: ConfirmationGate | None = None,
+        gate: ConfirmationSeam | None = None,
     ) -> None:
         self.store = store
         self.gate = gate  # confirmation before delivery (callbacks/confirm/gate.py)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
@@ -25,13 +25,10 @@ from callbacks.confirm.confirmer import (
     load_confirmer,
     metastudio_client,
 )
-from callbacks.confirm.reconciler import Reconciler
+from callbacks.confirm.reconciler import Intake, Reconciler
 from callbacks.confirm.rule import Confirmation, Verdict, verdict
 from callbacks.confirm.settings import ConfirmationSettings
 from callbacks.events import Event
-
-if TYPE_CHECKING:
-    from callbacks.intake import Intake
 
 log = structlog.get_logger("avatar_callbacks.confirm")
 

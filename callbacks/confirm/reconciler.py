@@ -21,7 +21,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -33,9 +33,16 @@ from callbacks.confirm.details import JobDetails
 from callbacks.confirm.errors import MetaStudioApiError
 from callbacks.confirm.expected import ExpectedJob, ExpectedJobs
 from callbacks.errors import CallbacksError, StoreUnavailable
+from callbacks.store.base import Accepted, InboundCallback
 
-if TYPE_CHECKING:
-    from callbacks.intake import Intake
+
+class Intake(Protocol):
+    """Where a polled result goes: :class:`callbacks.intake.Intake` (the receiver's own)."""
+
+    async def accept(
+        self, callback: InboundCallback, route: RouteConfig, raw: dict[str, Any]
+    ) -> Accepted: ...
+
 
 log = structlog.get_logger("avatar_callbacks.reconcile")
 
