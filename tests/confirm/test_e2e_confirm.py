@@ -175,6 +175,8 @@ def test_bad_credentials_make_readyz_name_the_route(server: Setup, api: FakeMeta
     assert delivered(server, "job-401") == []
     metrics = httpx.get(f"{server.base_url}/metrics").text
     assert 'avatar_callbacks_confirm_config_errors_total{route="ms-video"}' in metrics
+    assert SK not in metrics
+    assert AK not in metrics
     api.recover()
     api.set_job("video", "job-401")
     assert wait_for(lambda: delivered(server, "job-401"))

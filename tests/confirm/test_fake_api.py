@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from callbacks.confirm.kinds import query_path
 from callbacks.confirm.signer import sign_request
@@ -71,3 +73,28 @@ def test_told_faults_then_recovery(api: FakeMetaStudio) -> None:
     assert statuses == [429, 500, 200]
     api.forget("video", "j1")
     assert get(api, path, signed(api, path)).json()["error_code"] == "MSS.00000002"
+
+
+# What an HTTP client can send: no leading or trailing blanks, never empty.
+_header_text = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=80
+).map(lambda text: text.strip() or "x")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    authorization=_header_text | st.builds(
+        lambda a, h, s: f"SDK-HMAC-SHA256 Access={a}, SignedHeaders={h}, Signature={s}",
+        _header_text, st.sampled_from(["host;x-sdk-date", "host", "x;y", ""]),
+        st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    ),
+    date=_header_text | st.just("20260101T000000Z"),
+)  # fmt: skip
+def test_junk_authorization_is_401_never_an_error(
+    api: FakeMetaStudio, authorization: str, date: str
+) -> None:
+    path = query_path("video", api.project_id, "j1")
+    headers = {"Authorization": authorization, "X-Sdk-Date": date, "X-Project-Id": api.project_id}
+    assert get(api, path, headers).status_code == 401

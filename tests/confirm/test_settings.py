@@ -158,3 +158,38 @@ def _outcome(settings: MetaStudioApiSettings) -> str:
         return repr(load_credentials(settings, {}))
     except ApiConfigurationError as exc:
         return f"{exc} {exc!r}"
+
+
+toml_scalars = st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+api_keys = st.sampled_from(
+    ["endpoint", "project_id", "credentials_file", "timeout", "max_concurrency", "retry_attempts",
+     "region"]
+)  # fmt: skip
+route_keys = st.sampled_from(["confirm", "confirmer", "reconcile_after"])
+
+
+@given(
+    st.one_of(st.dictionaries(api_keys, toml_values, max_size=6), toml_values),
+    st.dictionaries(route_keys, toml_values, max_size=3),
+    st.sampled_from([None, "sk", "ak", "token", "Token"]),
+)
+def test_junk_settings_raise_only_config_errors(
+    api: Any, extra: dict[str, Any], credential: str | None
+) -> None:
+    if credential and isinstance(api, dict):
+        api = api | {credential: SECRET_SK}
+    try:
+        parsed = config([ms_route(**extra), st_route()], api)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        message = parsed.confirmation.for_route("ms").mode
+        assert message in ("off", "enrich", "required")
+    assert SECRET_SK not in message
