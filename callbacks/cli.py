@@ -81,14 +81,16 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.errors import HandlerLoadError
+    from callbacks.confirm.gate import check_confirmation
+    from callbacks.errors import CallbacksError, HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
 
     try:
         read_key_file(config.keys.file)
         load_handlers(config.handler_modules)
-    except (KeyFileError, HandlerLoadError) as exc:
+        check_confirmation(config)
+    except (KeyFileError, HandlerLoadError, CallbacksError) as exc:
         fail(str(exc))
     if not config.store.is_sqlite:
         # SQLite creates its schema at start; a shared database is migrated on purpose, once.

@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from callbacks.config import Config
 from callbacks.confirm.confirmer import (
     Confirmer,
+    ConfirmerLoadError,
     JobSource,
     MetaStudioConfirmer,
     load_confirmer,
@@ -27,7 +28,7 @@ from callbacks.confirm.confirmer import (
 )
 from callbacks.confirm.reconciler import Intake, Reconciler
 from callbacks.confirm.rule import Confirmation, Verdict, verdict
-from callbacks.confirm.settings import ConfirmationSettings
+from callbacks.confirm.settings import ConfirmationSettings, load_credentials
 from callbacks.events import Event
 
 log = structlog.get_logger("avatar_callbacks.confirm")
@@ -173,3 +174,25 @@ def build_gate(config: Config, env: Mapping[str, str] | None = None) -> Confirma
     return ConfirmationGate(
         settings, confirmers, timeout=timeout, resources=resources, metastudio=client
     )
+
+
+def check_confirmation(config: Config, env: Mapping[str, str] | None = None) -> None:
+    """At start, before serving: the confirmers load, the client's extra is installed and its
+    credentials are there. Raises a :class:`~callbacks.errors.CallbacksError` saying what to do."""
+    settings = config.confirmation
+    needs_api = False
+    for route in config.routes:
+        chosen = settings.for_route(route.name)
+        if chosen.enabled and chosen.confirmer is not None:
+            load_confirmer(chosen.confirmer, route)
+        elif chosen.enabled:
+            needs_api = True
+    if needs_api and settings.api is not None:
+        load_credentials(settings.api, env)
+        try:
+            import httpx  # noqa: F401
+        except ImportError:  # pragma: no cover - depends on the install
+            raise ConfirmerLoadError(
+                "confirming with the MetaStudio API needs: "
+                "pip install 'avatar-callbacks[metastudio]'"
+            ) from None
