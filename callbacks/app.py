@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
@@ -29,7 +31,8 @@ from callbacks.handlers import Handlers, load_handlers
 from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
-from callbacks.receiver import Receiver, json_response
+from callbacks.receiver import INTERNAL_ERROR, Receiver, json_response
+from callbacks.sinks.delivery import open_sinks, with_sinks
 from callbacks.store import ServingStore, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
@@ -60,8 +63,14 @@ def create_app(
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules)
+    sinks = open_sinks(config)
+    handlers = with_sinks(handlers, sinks)
     if store is None:
-        store = open_store(config.store.url, base_dir=config.base_dir)
+        store = open_store(
+            config.store.url,
+            base_dir=config.base_dir,
+            write_timeout=config.store.write_timeout,
+        )
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
@@ -71,7 +80,7 @@ def create_app(
         if run_dispatcher
         else None
     )
-    intake = Intake(store, dispatcher)
+    intake = Intake(store, dispatcher, write_timeout=config.store.write_timeout)
     receiver = Receiver(config, intake, live_keys, clock=clock)
     reconciler = build_reconciler(config, gate, intake)
 
@@ -88,6 +97,7 @@ def create_app(
             await store.open()
         await store.recover()
         if dispatcher is not None:
+            await sinks.start()
             dispatcher.start()
         if reconciler is not None:
             reconciler.start()
@@ -95,6 +105,7 @@ def create_app(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
             handlers=len(handlers),
+            sinks=len(sinks),
         )
         try:
             yield
@@ -103,6 +114,7 @@ def create_app(
                 await reconciler.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
+            await sinks.close()
             if gate is not None:
                 await gate.aclose()
             await live_keys.stop_watching()
@@ -112,15 +124,31 @@ def create_app(
         return json_response(200, {"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Ready unless something would make callbacks fail: every reason found, in the JSON
+        (names and reason codes only: error texts stay in the log)."""
+        reasons: list[str] = []
+        details: dict[str, Any] = {}
         if not live_keys.loaded:
-            return json_response(503, {"status": "unavailable", "reason": "keys_not_loaded"})
+            reasons.append("keys_not_loaded")
+        else:
+            keyless = routes_without_keys(config.routes, live_keys, clock())
+            if keyless:
+                reasons.append("no_verifying_key")
+                details["routes_without_keys"] = keyless
+            if live_keys.reload_failed:
+                reasons.append("keys_reload_failed")
         try:
             await store.ping()
         except StoreUnavailable:
-            return json_response(503, {"status": "unavailable", "reason": "store_unavailable"})
+            reasons.append("store_unavailable")
+        if intake.writes.failing:
+            reasons.append("store_writes_failing")
         if gate is not None and gate.cannot_confirm():
-            body = {"status": "unavailable", "reason": "cannot_confirm"}
-            return json_response(503, body | {"routes": gate.cannot_confirm()})
+            reasons.append("cannot_confirm")
+            details["routes_that_cannot_confirm"] = gate.cannot_confirm()
+        if reasons:
+            body = {"status": "unavailable", "reason": reasons[0], "reasons": reasons, **details}
+            return json_response(503, body)
         return json_response(200, {"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -142,10 +170,23 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(InternalErrorGuard, receiver=receiver)],
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
+    # Starlette answers a path that differs only by a trailing slash with a 307 to the other
+    # spelling, built from the Host header: a platform would not follow it with its POST, and
+    # a probe would learn the route table. Every unknown path is a plain 404 instead.
+    app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
+
+
+def routes_without_keys(routes: Sequence[RouteConfig], keys: LiveKeys, now: float) -> list[str]:
+    """Routes that would answer ``no_verifying_key``: no key verifies for them now. A route
+    that accepts unsigned callbacks is served without one."""
+    return [
+        r.name for r in routes if not r.allow_unsigned and not keys.ring(r.name).verifying_keys(now)
+    ]
 
 
 class CallbackEndpoint:
@@ -159,6 +200,40 @@ class CallbackEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.receiver.handle(Request(scope, receive), self.route)
         await response(scope, receive, send)
+
+
+class InternalErrorGuard:
+    """The last word on an exception nothing else handled: a short JSON 500, one sampled log line.
+
+    Starlette's own error middleware answers plain text and re-raises, so the server would log
+    a full traceback for every such request; here the exception stops, and its log line is
+    sampled with the receiver's rejections (the callback routes answer their own failures, so
+    this only sees the other endpoints' bugs).
+    """
+
+    def __init__(self, app: ASGIApp, receiver: Receiver) -> None:
+        self.app = app
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_start)
+        except Exception as exc:
+            self.receiver.log_app_failure(exc, scope.get("path", ""))
+            if not started:  # otherwise the client sees the connection end mid-answer
+                await json_response(500, {"ok": False, "reason": INTERNAL_ERROR})(
+                    scope, receive, send
+                )
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

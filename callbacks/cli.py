@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import click
 
-from callbacks import cli_events, cli_jobs, cli_keys, cli_simulate
+from callbacks import cli_events, cli_jobs, cli_keys, cli_simulate, cli_sinks
 from callbacks.cli_support import (
     config_option,
     fail,
@@ -85,10 +85,12 @@ def _check_startable(config: Config) -> None:
     from callbacks.errors import CallbacksError, HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
+    from callbacks.sinks.delivery import check_sinks
 
     try:
         read_key_file(config.keys.file)
         load_handlers(config.handler_modules)
+        check_sinks(config)
         check_confirmation(config)
     except (KeyFileError, HandlerLoadError, CallbacksError) as exc:
         fail(str(exc))
@@ -133,6 +135,6 @@ def db_upgrade(config_path: str | None) -> None:
     click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
 
 
-for command_module in (cli_keys, cli_events, cli_simulate):
+for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks):
     command_module.register(main)
 cli_jobs.register(main)

@@ -25,7 +25,7 @@ from callbacks.cli_support import (
     run_with_store,
 )
 from callbacks.config import Config
-from callbacks.masking import masked
+from callbacks.masking import masked, masked_value
 from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
 
 
@@ -147,15 +147,50 @@ def show(config_path: str | None, event_id: str, as_json: bool) -> None:
     """
     config = load_config_or_fail(config_path)
     event = _get_or_fail(config, event_id)
-    body = _display_body(event)
+    original = _original_of(config, event)
+    body = _display_body(original or event)
     if as_json:
-        echo_json({**_summary(event), "handler_state": event.handler_state, "body": body})
+        shown = {**_summary(event), "handler_state": event.handler_state, "body": body}
+        if event.status == "duplicate":
+            shown["body_sha256"] = event.body_sha256
+            shown["body_of"] = original.id if original is not None else None
+        echo_json(shown)
         return
     click.echo(format_table(("FIELD", "VALUE"), _detail_rows(event)))
     click.echo("\nhandler state:")
     click.echo(_pretty(event.handler_state) if event.handler_state else "  (none recorded)")
+    if event.status == "duplicate":
+        click.echo(_duplicate_note(event, original))
+        if original is None:
+            return
     click.echo("\nbody:")
     click.echo(body if isinstance(body, str) else _pretty(body))
+
+
+def _original_of(config: Config, event: StoredEvent) -> StoredEvent | None:
+    """A duplicate's original, whose body is the content (a duplicate keeps only a digest)."""
+    if event.status != "duplicate" or not event.duplicate_of:
+        return None
+    original_id = event.duplicate_of
+
+    async def run(store: Store) -> StoredEvent | None:
+        return await store.get(original_id)
+
+    original: StoredEvent | None = run_with_store(config, run)
+    return original
+
+
+def _duplicate_note(event: StoredEvent, original: StoredEvent | None) -> str:
+    digest = f" (sha256 {event.body_sha256})" if event.body_sha256 else ""
+    if original is None:
+        return (
+            f"\nthis delivery is a duplicate of delivery {event.duplicate_of}, which is no longer "
+            f"stored; its own body was not kept{digest}"
+        )
+    return (
+        f"\nthis delivery is a duplicate of delivery {original.id}: the body below is the "
+        f"original's; this delivery's own body was not kept{digest}"
+    )
 
 
 def _get_or_fail(config: Config, id_prefix: str) -> StoredEvent:
@@ -183,7 +218,7 @@ def _display_body(event: StoredEvent) -> Any:
     except orjson.JSONDecodeError:
         return event.body.decode("utf-8", "replace")
     if not isinstance(raw, dict):
-        return raw
+        return masked_value(raw)
     return masked(event.provider, raw)
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from callbacks.confirm.settings import ROUTE_SETTINGS, ConfirmationSettings, read_confirmation
 from callbacks.errors import ConfigError
+from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
 from verify import Carrier
 from verify.metastudio import canonical_uri
@@ -37,6 +38,9 @@ METASTUDIO_KINDS: tuple[str, ...] = (
 METASTUDIO_AUTHS: tuple[str, ...] = ("MSS_A", "MSS_A_HEAD", "NONE")
 DEFAULT_BODY_LIMIT = 1024 * 1024
 CONFIG_ENV = "CALLBACKS_CONFIG"
+DEFAULT_HOST_ENV = "CALLBACKS_DEFAULT_HOST"
+"""The host to bind when ``[server] host`` is not set (the container image sets 0.0.0.0);
+unlike ``CALLBACKS_HOST`` it does not override a host the file names."""
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -48,11 +52,21 @@ class ServerConfig:
     workers: int = 1
     body_limit: int = DEFAULT_BODY_LIMIT
     log_format: Literal["json", "console"] = "json"
+    # The connection's edges (callbacks/http_guard.py): a platform's callback has a head of a
+    # few hundred bytes and arrives within a second; these leave room and bound the rest.
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
+    keepalive_timeout: int = 5  # seconds an idle kept-alive connection stays open
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     url: str = "sqlite:///callbacks.db"
+    # Seconds a callback's write may take before the receiver answers 503 (so the platform
+    # retries); well under the ~3 s the platforms wait for an answer.
+    write_timeout: float = 2.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -113,6 +127,7 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
     confirmation: ConfirmationSettings = field(default_factory=ConfirmationSettings)
@@ -152,13 +167,27 @@ def parse_config(
     reader = _Reader(source)
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
-    tables = {"server", "store", "keys", "dispatch", "handlers", "routes", "metastudio_api"}
+    tables = {
+        "server",
+        "store",
+        "keys",
+        "dispatch",
+        "handlers",
+        "routes",
+        "sinks",
+        "metastudio_api",
+    }
     reader.no_unknown(data, "", tables)
 
-    server = _read_server(reader, reader.table(data, "server"))
+    server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
-    reader.no_unknown(store_table, "store", {"url"})
-    store = StoreConfig(url=reader.string(store_table, "store.url", "sqlite:///callbacks.db"))
+    reader.no_unknown(store_table, "store", {"url", "write_timeout"})
+    store = StoreConfig(
+        url=reader.string(store_table, "store.url", StoreConfig.url),
+        write_timeout=reader.number(
+            store_table, "store.write_timeout", StoreConfig.write_timeout, 0.05, 60
+        ),
+    )
     keys = _read_keys(reader, reader.table(data, "keys"), base_dir)
     dispatch = _read_dispatch(reader, reader.table(data, "dispatch"))
     handlers = reader.table(data, "handlers")
@@ -170,6 +199,7 @@ def parse_config(
         raise ConfigError(source, "routes", "must be an array of tables ([[routes]])")
     routes = tuple(_read_route(reader, raw, i) for i, raw in enumerate(raw_routes))
     _check_unique(reader, routes)
+    sinks = read_sinks(data.get("sinks"), source=source, routes=[r.name for r in routes])
 
     config = Config(
         source=source,
@@ -179,6 +209,7 @@ def parse_config(
         dispatch=dispatch,
         handler_modules=modules,
         routes=routes,
+        sinks=sinks,
         base_dir=base_dir,
         confirmation=read_confirmation(data, source=source, base_dir=base_dir),
     )
@@ -204,7 +235,7 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
         server = replace(server, log_format=fmt)  # type: ignore[arg-type]
     store = config.store
     if env.get("CALLBACKS_STORE_URL"):
-        store = StoreConfig(url=env["CALLBACKS_STORE_URL"])
+        store = replace(store, url=env["CALLBACKS_STORE_URL"])
     keys = config.keys
     if env.get("CALLBACKS_KEYS_FILE"):
         keys = replace(keys, file=Path(env["CALLBACKS_KEYS_FILE"]))
@@ -219,16 +250,44 @@ def _env_int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     return int(text)
 
 
-def _read_server(reader: _Reader, table: Mapping[str, Any]) -> ServerConfig:
-    reader.no_unknown(table, "server", {"host", "port", "workers", "body_limit", "log_format"})
-    defaults = ServerConfig()
-    log_format = reader.choice(table, "server.log_format", ("json", "console"), defaults.log_format)
+def _read_server(
+    reader: _Reader, table: Mapping[str, Any], default_host: str | None
+) -> ServerConfig:
+    reader.no_unknown(
+        table,
+        "server",
+        {
+            "host",
+            "port",
+            "workers",
+            "body_limit",
+            "log_format",
+            "max_header_bytes",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+            "keepalive_timeout",
+        },
+    )
+    d = ServerConfig()
+    log_format = reader.choice(table, "server.log_format", ("json", "console"), d.log_format)
     return ServerConfig(
-        host=reader.string(table, "server.host", defaults.host),
-        port=reader.integer(table, "server.port", defaults.port, 1, 65535),
-        workers=reader.integer(table, "server.workers", defaults.workers, 1, 64),
-        body_limit=reader.integer(table, "server.body_limit", defaults.body_limit, 1024, 64 << 20),
+        host=reader.string(table, "server.host", default_host or d.host),
+        port=reader.integer(table, "server.port", d.port, 1, 65535),
+        workers=reader.integer(table, "server.workers", d.workers, 1, 64),
+        body_limit=reader.integer(table, "server.body_limit", d.body_limit, 1024, 64 << 20),
         log_format=log_format,  # type: ignore[arg-type]
+        max_header_bytes=reader.integer(
+            table, "server.max_header_bytes", d.max_header_bytes, 1024, 1 << 20
+        ),
+        header_timeout=reader.number(table, "server.header_timeout", d.header_timeout, 0.1, 300),
+        body_timeout=reader.number(table, "server.body_timeout", d.body_timeout, 0.1, 300),
+        max_connections=reader.integer(
+            table, "server.max_connections", d.max_connections, 1, 1_000_000
+        ),
+        keepalive_timeout=reader.integer(
+            table, "server.keepalive_timeout", d.keepalive_timeout, 1, 300
+        ),
     )
 
 

@@ -38,7 +38,7 @@ import structlog
 from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
 from callbacks.confirm.seam import ConfirmationSeam
-from callbacks.errors import StoreUnavailable
+from callbacks.errors import DeliveryRefused, StoreUnavailable
 from callbacks.events import Envelope, Event, build_event, event_from_stored
 from callbacks.handlers import Handlers, Registration
 from callbacks.store.base import (
@@ -296,13 +296,13 @@ class Dispatcher:
         last_error: str | None = None
         for registration in due:
             previous = state.get(registration.name, {})
-            error = await self._call(registration, event, attempt)
+            error, refused = await self._call(registration, event, attempt)
             tries = int(previous.get("attempts", 0)) + 1
             if error is None:
                 outcome = "ok"
                 state[registration.name] = {"status": outcome, "attempts": tries}
             else:
-                outcome = "dead" if tries >= self.config.max_attempts else "failed"
+                outcome = "dead" if refused or tries >= self.config.max_attempts else "failed"
                 last_error = f"{registration.name}: {error}"
                 state[registration.name] = {"status": outcome, "attempts": tries, "error": error}
             metrics.HANDLER_ATTEMPTS.labels(registration.name, outcome).inc()
@@ -320,8 +320,11 @@ class Dispatcher:
             status, next_at = "delivered", now
         return Outcome(status, attempt, next_at, state, error)
 
-    async def _call(self, registration: Registration, event: Event, attempt: int) -> str | None:
-        """Run one handler; returns a short error text, or None on success. Never raises."""
+    async def _call(
+        self, registration: Registration, event: Event, attempt: int
+    ) -> tuple[str | None, bool]:
+        """Run one handler; returns a short error text (None on success) and whether the
+        handler refused for good (:class:`DeliveryRefused`: no retry). Never raises."""
         started = time.perf_counter()
         try:
             func = registration.func
@@ -334,8 +337,10 @@ class Dispatcher:
         except Exception as exc:
             error: str | None = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
             error_type: str | None = type(exc).__name__
+            refused = isinstance(exc, DeliveryRefused)
         else:
             error = error_type = None
+            refused = False
         (log.info if error is None else log.warning)(
             "handler_attempt",
             handler=registration.name,
@@ -347,7 +352,7 @@ class Dispatcher:
             error_type=error_type,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return error
+        return error, refused
 
     def _work(self, stored: StoredEvent) -> _Work:
         """A claimed event as a round's work item."""

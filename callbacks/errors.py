@@ -47,3 +47,8 @@ class Rejected(CallbacksError):
         self.status = status
         self.reason = reason
         super().__init__(reason)
+
+
+class DeliveryRefused(CallbacksError):
+    """Raised by a handler or sink when retrying cannot help (an HTTP 410, say): that delivery is
+    dead at once instead of after ``max_attempts``."""

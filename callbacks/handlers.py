@@ -41,6 +41,8 @@ class Registration:
     name: str
     event_type: type[Event]
     func: HandlerFunc
+    routes: frozenset[str] | None = None
+    """Only events of these routes (None: every route); sinks use it for their ``routes``."""
 
 
 def handler_name(func: Callable[..., Any]) -> str:
@@ -82,24 +84,35 @@ class Handlers:
         self.add(func, Event)
         return func
 
-    def add(self, func: HandlerFunc, event_type: type[Event] = Event) -> None:
-        name = handler_name(func)
+    def add(
+        self,
+        func: HandlerFunc,
+        event_type: type[Event] = Event,
+        *,
+        name: str | None = None,
+        routes: frozenset[str] | None = None,
+    ) -> None:
+        name = name or handler_name(func)
         if any(r.name == name and r.event_type is event_type for r in self._registrations):
             raise ValueError(f"handler {name} is already registered for {event_type.__name__}")
         if any(r.name == name and r.func != func for r in self._registrations):
             # State is kept per name: the second function would share it and never be called.
             raise ValueError(f"another handler is already registered as {name}: rename one")
-        self._registrations.append(Registration(name, event_type, func))
+        self._registrations.append(Registration(name, event_type, func, routes))
 
     def include(self, other: Handlers) -> None:
         for r in other._registrations:
-            self.add(r.func, r.event_type)
+            self.add(r.func, r.event_type, name=r.name, routes=r.routes)
 
     def for_event(self, event: Event) -> list[Registration]:
         seen: set[str] = set()
         out: list[Registration] = []
         for r in self._registrations:
-            if isinstance(event, r.event_type) and r.name not in seen:
+            if (
+                isinstance(event, r.event_type)
+                and (r.routes is None or event.route in r.routes)
+                and r.name not in seen
+            ):
                 seen.add(r.name)
                 out.append(r)
         return out

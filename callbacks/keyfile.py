@@ -55,6 +55,8 @@ class KeyEntry:
 @dataclass(frozen=True)
 class KeyFile:
     entries: tuple[KeyEntry, ...] = ()
+    sections: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The file's other top-level tables (e.g. ``[sinks.NAME]``), kept as read on every rewrite."""
 
     def for_route(self, route: str) -> tuple[KeyEntry, ...]:
         mine = [e for e in self.entries if e.route == route]
@@ -76,7 +78,7 @@ class KeyFile:
         return matches[0]
 
     def with_entries(self, entries: Iterable[KeyEntry]) -> KeyFile:
-        return KeyFile(tuple(entries))
+        return replace(self, entries=tuple(entries))
 
     def add(self, route: str, secret: str, *, state: KeyState, now: datetime) -> KeyFile:
         if len(secret) > 32:  # read_key_file refuses it: the file could not be loaded again
@@ -87,7 +89,7 @@ class KeyFile:
             raise KeyFileError(f"route {route!r} already has key {key_id(secret)}")
         if state == "primary" and any(e.state == "primary" for e in self.for_route(route)):
             raise KeyFileError(f"route {route!r} already has a primary key: add as next")
-        return KeyFile((*self.entries, KeyEntry(route, secret, state, now)))
+        return replace(self, entries=(*self.entries, KeyEntry(route, secret, state, now)))
 
     def promote(self, route: str, id_prefix: str, *, retire_after: datetime | None) -> KeyFile:
         """Make a key primary; the old primary becomes previous until ``retire_after``."""
@@ -101,11 +103,11 @@ class KeyFile:
             elif e is target:
                 e = replace(e, state="primary", retire_after=None)
             entries.append(e)
-        return KeyFile(tuple(entries))
+        return replace(self, entries=tuple(entries))
 
     def remove(self, route: str, id_prefix: str) -> KeyFile:
         target = self.find(route, id_prefix)
-        return KeyFile(tuple(e for e in self.entries if e is not target))
+        return replace(self, entries=tuple(e for e in self.entries if e is not target))
 
 
 def read_key_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> KeyFile:
@@ -140,7 +142,7 @@ def parse_key_file(data: Mapping[str, Any], *, source: str = "<keys>") -> KeyFil
         primaries = [e for e in entries if e.route == route and e.state == "primary"]
         if len(primaries) > 1:
             raise KeyFileError(f"{source}: route {route!r} has more than one primary key")
-    return KeyFile(entries)
+    return KeyFile(entries, {name: value for name, value in data.items() if name != "keys"})
 
 
 def _parse_entry(item: object, at: str) -> KeyEntry:
@@ -190,7 +192,7 @@ def dump_key_file(keyfile: KeyFile) -> str:
         if e.retire_after is not None:
             row["retire_after"] = e.retire_after.replace(microsecond=0)
         rows.append(row)
-    return HEADER + tomli_w.dumps({"keys": rows})
+    return HEADER + tomli_w.dumps({**keyfile.sections, "keys": rows})
 
 
 def write_key_file(path: str | os.PathLike[str], keyfile: KeyFile) -> None:

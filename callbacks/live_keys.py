@@ -3,7 +3,9 @@
 Reload is by polling the file's identity (inode, size, mtime) every ``keys.reload_interval``
 seconds, plus at once on SIGHUP. Polling also sees the symlink swap Kubernetes does for a mounted
 Secret, which inotify-style watching on the file would miss. A reload swaps one reference, so a
-request in flight keeps the rings it started with. A bad file is logged and the old keys stay.
+request in flight keeps the rings it started with. A bad file is logged and counted, the old
+keys stay, and :attr:`LiveKeys.reload_failed` says so (``/readyz`` reports it) until a reload
+succeeds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from callbacks import metrics
 from callbacks.errors import KeyFileError
 from callbacks.keyfile import KeyFile, read_key_file
 from verify import KeyRing
@@ -33,6 +36,7 @@ class LiveKeys:
         self._identity: tuple[int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
         self.loaded = False
+        self.reload_failed = False
 
     def ring(self, route: str) -> KeyRing:
         return self._rings.get(route, _EMPTY)
@@ -53,6 +57,8 @@ class LiveKeys:
             keyfile = read_key_file(self.path)
         except KeyFileError as exc:
             log.error("keys_reload_failed", error=str(exc))
+            metrics.KEY_RELOAD_FAILURES.inc()
+            self.reload_failed = True
             self._identity = identity  # do not retry the same broken file every second
             return False
         self._install(keyfile, identity)
@@ -62,6 +68,7 @@ class LiveKeys:
         self._rings = keyfile.rings()
         self._identity = identity
         self.loaded = True
+        self.reload_failed = False
         log.info(
             "keys_loaded",
             key_ids={route: [k.id for k in ring] for route, ring in self._rings.items()},

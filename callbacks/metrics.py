@@ -54,6 +54,10 @@ INBOX_DEPTH = Gauge(
     "Events stored and not yet delivered (pending), as last sampled.",
     multiprocess_mode="max",
 )
+KEY_RELOAD_FAILURES = Counter(
+    "avatar_callbacks_key_reload_failures_total",
+    "Key-file reloads that failed (the file was unreadable or invalid; the old keys stay).",
+)
 HANDLER_ATTEMPTS = Counter(
     "avatar_callbacks_handler_attempts_total",
     "Handler calls, by handler and outcome (ok, failed, dead).",
@@ -63,6 +67,19 @@ DISPATCH_LAG = Histogram(
     "avatar_callbacks_dispatch_lag_seconds",
     "Time from receipt to a handler's first attempt.",
     buckets=(*_LATENCY_BUCKETS, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+SINK_SENDS = Histogram(
+    "avatar_callbacks_sink_send_seconds",
+    "Time one envelope took to reach a sink, by sink and outcome (ok, failed, refused).",
+    ["sink", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+CONNECTIONS_CLOSED = Counter(
+    "avatar_callbacks_connections_closed_total",
+    "Connections the server answered and closed, or dropped, at its edges, by reason "
+    "(headers_too_large, header_timeout, body_timeout, too_many_connections, shutting_down).",
+    ["reason"],
 )
 
 

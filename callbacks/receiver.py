@@ -50,6 +50,17 @@ from verify import (
 log = structlog.get_logger("avatar_callbacks.request")
 
 _MALFORMED = (MalformedPayload, MalformedSignature, MalformedTimestamp)
+INTERNAL_ERROR = "internal_error"
+MAX_JSON_DEPTH = 253
+"""The deepest nesting a body (and a live event's ``message``) may have, ``[]`` being one level.
+
+Later steps serialise a body with orjson, which stops at 254 levels, and some wrap it once
+first (the dedupe digest of a live event's body, ``events show --json``): at most 253 levels,
+everything the receiver accepts can be digested, stored and shown. Real callbacks nest a few
+levels; a deeper body is refused (400 ``body_too_deep``) rather than stored and lost later.
+"""
+_APP = "-"  # the sampling bucket of requests outside the callback routes
+_MAX_LOGGED_PATH = 200
 
 
 class TokenJobMismatch(BadToken):
@@ -89,34 +100,53 @@ class Receiver:
     async def handle(self, request: Request, route: RouteConfig) -> Response:
         started = time.perf_counter()
         fields: dict[str, Any] = {"route": route.name, "provider": route.provider}
+        failure: Exception | None = None
         try:
             status, outcome, body = await self._process(request, route, fields)
             reason = "duplicate" if outcome == "duplicate" else "stored"
         except Exception as exc:
-            status, reason = _failure(exc, fields)
+            failure = exc
+            status, reason = _failure(exc)
             outcome = "error" if status >= 500 else "rejected"
             body = {"ok": False, "reason": reason}
         latency = time.perf_counter() - started
         route_metrics = self._metrics[route.name]
         route_metrics.count(outcome, reason)
         route_metrics.latency.observe(latency)
-        if self._should_log(route, outcome, reason):
-            log.info(
-                "callback",
-                outcome=outcome,
-                reason=reason,
-                status=status,
-                latency_ms=round(latency * 1000, 3),
-                **fields,
-            )
+        if self._should_log(route.name, outcome, reason):
+            if status == 500:
+                # A bug of ours: the traceback names code, not request content; sampled like
+                # rejections, so an input that triggers it cannot flood the log.
+                log.error(
+                    "callback_failed",
+                    exc_info=failure,
+                    status=status,
+                    latency_ms=round(latency * 1000, 3),
+                    **fields,
+                )
+            else:
+                log.info(
+                    "callback",
+                    outcome=outcome,
+                    reason=reason,
+                    status=status,
+                    latency_ms=round(latency * 1000, 3),
+                    **fields,
+                )
         return json_response(status, body)
 
-    def _should_log(self, route: RouteConfig, outcome: str, reason: str) -> bool:
+    def _should_log(self, route: str, outcome: str, reason: str) -> bool:
+        """Accepted callbacks always get their line; rejections and failures are sampled."""
         for (route_name, why), count in self._rejections.summaries().items():
             log.warning(
                 "callbacks_rejected_unlogged", route=route_name, reason=why, count=count, period_s=1
             )
-        return outcome != "rejected" or self._rejections.admit(route.name, reason)
+        return outcome in ("accepted", "duplicate") or self._rejections.admit(route, reason)
+
+    def log_app_failure(self, exc: Exception, path: str) -> None:
+        """An exception outside a callback route (health, metrics): one sampled log line."""
+        if self._should_log(_APP, "error", INTERNAL_ERROR):
+            log.error("request_failed", exc_info=exc, path=path[:_MAX_LOGGED_PATH])
 
     async def _process(
         self, request: Request, route: RouteConfig, fields: dict[str, Any]
@@ -125,6 +155,8 @@ class Receiver:
         url_auth = self._authenticate_request(request, route, ring)
         body = await read_limited_body(request, self.body_limit)
         raw = parse_json_object(body)
+        if route.kind == "live":
+            _check_live_message(raw)
         if url_auth is None:
             auth = self._authenticate_sensetime(route, ring, raw)
         else:
@@ -193,7 +225,7 @@ class Receiver:
         return Authenticated(key_id=result.key_id, timestamp=result.timestamp)
 
 
-def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
+def _failure(exc: Exception) -> tuple[int, str]:
     """The status and reason for a request that did not end in a 200.
 
     A failed verification is answered here, the one place for every verifier: the reason is the
@@ -205,10 +237,7 @@ def _failure(exc: Exception, fields: Mapping[str, Any]) -> tuple[int, str]:
         return _verification_status(exc), exc.reason
     if isinstance(exc, ClientDisconnect):
         return 400, "client_disconnected"
-    # A bug of ours: answer 500 so the platform retries, and log the traceback (which names
-    # code, not request content).
-    log.exception("callback_failed", **fields)
-    return 500, "internal_error"
+    return 500, INTERNAL_ERROR  # a bug of ours: the platform retries
 
 
 def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> bool:
@@ -220,9 +249,12 @@ def _has_metastudio_auth(query: bytes, request: Request, route: RouteConfig) -> 
 
 
 def _check_token_job(token_job: str, raw: Mapping[str, Any]) -> None:
-    """A token minted for one job must not authenticate another job's result."""
+    """A token minted for one job authenticates that job's result only: not another job's, and
+    not a body that names no job (it could be any job's)."""
     job = raw.get("job_id")
-    if job is not None and str(job) != token_job:
+    if job is None:
+        raise TokenJobMismatch("the token was minted for a job and the body names none")
+    if str(job) != token_job:
         raise TokenJobMismatch("the token was minted for another job")
 
 
@@ -261,4 +293,39 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise Rejected(400, "malformed_json") from None
     if not isinstance(raw, dict):
         raise Rejected(400, "json_not_an_object")
+    if _too_deep(body, raw):
+        raise Rejected(400, "body_too_deep")
     return raw
+
+
+def _check_live_message(raw: Mapping[str, Any]) -> None:
+    """A live event's ``message`` is JSON in a string, parsed and shown on its own later."""
+    message = raw.get("message")
+    if not isinstance(message, str) or not _may_be_too_deep(message):
+        return
+    try:
+        decoded = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return  # not JSON: kept as text, nothing parses it deeper
+    if _too_deep(message, decoded):
+        raise Rejected(400, "body_too_deep")
+
+
+def _may_be_too_deep(text: bytes | str) -> bool:
+    # Each level opens a bracket, so a text with fewer brackets cannot be too deep (brackets in
+    # strings only over-count). Typical callbacks stop here, at the cost of two C scans.
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH
+    return text.count("[") + text.count("{") > MAX_JSON_DEPTH
+
+
+def _too_deep(text: bytes | str, value: Any) -> bool:
+    if not _may_be_too_deep(text):
+        return False
+    try:
+        # orjson serialises at most 254 levels: with one level of wrapping it succeeds exactly
+        # when ``value`` is at most MAX_JSON_DEPTH deep, at C speed whatever the body's shape.
+        orjson.dumps([value])
+    except orjson.JSONEncodeError:
+        return True
+    return False

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
+from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from callbacks.logs import configure_logging
+
+log = structlog.get_logger("avatar_callbacks.server")
 
 # The SQLite commit thread gives up the GIL around COMMIT and must win it back from a busy event
 # loop; at the default 5 ms switch interval each hand-back can stall the next commit batch.
@@ -29,6 +37,12 @@ def app_from_environment() -> Starlette:
     sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     config = load_config(os.environ[CONFIG_ENV])
     configure_logging(config.server.log_format)
+    # Each worker runs this before it accepts a connection: its protocol takes the limits here.
+    GuardedHttpToolsProtocol.configure(ConnectionLimits.of(config.server))
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        # Until the key watcher takes SIGHUP over at start-up, a reload request must not end
+        # the process (the default action).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return create_app(config)
 
 
@@ -55,15 +69,46 @@ def _metrics_dir(workers: int) -> Iterator[None]:
 
 
 def _serve(config: Config) -> None:
-    uvicorn.run(
+    server = config.server
+    uvicorn_config = uvicorn.Config(
         "callbacks.server:app_from_environment",
         factory=True,
-        host=config.server.host,
-        port=config.server.port,
-        workers=config.server.workers,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        http=GuardedHttpToolsProtocol,  # uvicorn's httptools protocol, bounded
+        ws="none",  # no WebSocket routes: an upgrade request is an ordinary request
         log_config=None,
         access_log=False,  # the receiver logs one structured line per request itself
         proxy_headers=False,  # X-Forwarded-* is never trusted here (signatures use public_url)
         server_header=False,
+        timeout_keep_alive=server.keepalive_timeout,
         timeout_graceful_shutdown=20,
     )
+    # What uvicorn.run does, with the supervisor below for several workers.
+    if server.workers > 1:
+        supervisor = KeyReloadingMultiprocess(uvicorn_config, [uvicorn_config.bind_socket()])
+        with contextlib.suppress(KeyboardInterrupt):
+            supervisor.run()
+        return
+    single = uvicorn.Server(uvicorn_config)
+    with contextlib.suppress(KeyboardInterrupt):
+        single.run()
+    if not single.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class KeyReloadingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP reloads keys instead of restarting.
+
+    uvicorn answers SIGHUP by replacing every worker; here the signal is passed on to each
+    worker, whose key watcher reloads the key file (see callbacks/live_keys.py), so
+    ``systemctl reload`` (``kill -HUP $MAINPID``) rotates keys in every worker, none restarted.
+    """
+
+    def handle_hup(self) -> None:
+        log.info("keys_reload_forwarded", signal="SIGHUP", workers=len(self.processes))
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)

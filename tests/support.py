@@ -101,6 +101,7 @@ class Setup:
     store_url: str | None = None
     dispatch: dict[str, Any] = field(default_factory=dict)
     extra_keys: KeyFile = field(default_factory=KeyFile)
+    server: dict[str, Any] = field(default_factory=dict)  # more [server] settings
 
     @property
     def config_path(self) -> Path:
@@ -125,7 +126,12 @@ class Setup:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "e2e_handlers.py").write_text(RECORDING_HANDLERS)
         config = {
-            "server": {"host": "127.0.0.1", "port": self.port, "log_format": "json"},
+            "server": {
+                "host": "127.0.0.1",
+                "port": self.port,
+                "log_format": "json",
+                **self.server,
+            },
             "store": {"url": self.store_url or "sqlite:///callbacks.db"},
             "keys": {"file": "keys.toml", "reload_interval": 0.2},
             "dispatch": {"poll_interval": 0.1, "backoff_initial": 0.05, **self.dispatch},

@@ -210,8 +210,9 @@ def verify_callback_url_token(
 ) -> CallbackToken:
     """Find the token in a raw received query string and check it with :func:`verify_token`.
 
-    A missing token raises :class:`BadToken`, as does a repeated one: which of two values the app
-    would read is framework-dependent, so neither is trusted.
+    A missing token raises :class:`BadToken`, as does a repeated one (which of two values the app
+    would read is framework-dependent, so neither is trusted) and one whose percent-escapes are
+    not UTF-8.
     """
     if isinstance(query_string, bytes | bytearray | memoryview):
         query_string = bytes(query_string).decode("utf-8", "surrogateescape")
@@ -223,4 +224,8 @@ def verify_callback_url_token(
         raise BadToken(f"query has no {param} parameter")
     if len(found) > 1:
         raise BadToken(f"query has more than one {param} parameter")
-    return verify_token(unquote(found[0], errors="strict"), route, keys, clock=clock)
+    try:
+        token = unquote(found[0], errors="strict")
+    except UnicodeDecodeError:  # e.g. ``%ff``: no minted token decodes to anything but ASCII
+        raise BadToken("token is malformed") from None
+    return verify_token(token, route, keys, clock=clock)

@@ -3,10 +3,10 @@
 Runs in the serving process. Each round it claims the expected jobs due for a poll (a lease, so
 with several replicas each job is polled by one), asks the API, and:
 
-- terminal state: the result becomes an event through the intake, as if its callback had come
-  (``"source": "poll"`` in its body); a callback for the same job arriving later, or earlier,
-  is its duplicate (the dedupe key is route + job + result). The event is confirmed like any
-  other before delivery: a poll is no exemption a forged body could claim;
+- terminal state: the result becomes an event through the intake, with the body the platform's
+  callback would have (see :func:`poll_body`), so that callback, arriving later or earlier, is
+  its duplicate. The event is confirmed like any other before delivery: a poll is no exemption
+  a forged body could claim;
 - not yet, or the API cannot say: polled again with backoff;
 - still not terminal at its deadline: ``overdue`` (logged, counted, ``callbacks jobs list
   --overdue``).
@@ -87,12 +87,15 @@ async def expect_job(
 
 
 def poll_body(route: RouteConfig, details: JobDetails) -> dict[str, Any]:
-    """The callback body a terminal state found by polling stands for."""
+    """The callback body a terminal state found by polling stands for: for job results exactly
+    the platform's (``job_id``, ``result``, ``asset_id``), so that its callback, should it still
+    come, has the same content and is a duplicate. An async TTS callback also carries download
+    URLs that a poll cannot reproduce: a late TTS callback is delivered as an event of its own."""
     state = details.state or ""
     if route.kind == "tts":
         status = {"SUCCEED": "FINISHED", "FAILED": "ERROR"}.get(state, state)
-        return {"job_id": details.job_id, "status": status, "source": "poll"}
-    body: dict[str, Any] = {"job_id": details.job_id, "result": state, "source": "poll"}
+        return {"job_id": details.job_id, "status": status}
+    body: dict[str, Any] = {"job_id": details.job_id, "result": state}
     if details.asset_id:
         body["asset_id"] = details.asset_id
     return body

@@ -58,14 +58,23 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+def open_store(
+    url: str, *, base_dir: Path | None = None, write_timeout: float | None = None
+) -> Store:
     """The backend for a ``store.url``: ``sqlite:///relative.db``, ``sqlite:////abs.db``,
-    ``postgresql://...``. Raises ValueError for any other form (see :func:`check_store_url`)."""
+    ``postgresql://...``. Raises ValueError for any other form (see :func:`check_store_url`).
+
+    ``write_timeout`` bounds how long one write waits for a lock held elsewhere (SQLite's busy
+    wait; PostgreSQL's ``lock_timeout`` and ``statement_timeout`` for accepted callbacks).
+    """
     check_store_url(url)
     if is_sqlite_url(url):
         from callbacks.store.sqlite import SQLiteStore
 
-        return SQLiteStore(sqlite_path(url, base_dir=base_dir))
+        path = sqlite_path(url, base_dir=base_dir)
+        if write_timeout is None:
+            return SQLiteStore(path)
+        return SQLiteStore(path, write_timeout=write_timeout)
     try:
         from callbacks.store.postgres import PostgresStore
     except ImportError as exc:  # psycopg is an optional extra
@@ -73,4 +82,4 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
             "the PostgreSQL store needs the postgres extra: "
             "pip install 'avatar-callbacks[postgres]'"
         ) from exc
-    return PostgresStore(url)
+    return PostgresStore(url, write_timeout=write_timeout)

@@ -9,6 +9,7 @@ an :class:`Admin`; the server opens and closes a :class:`Lifecycle`. A backend i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,10 @@ from callbacks.errors import SchemaOutOfDate
 EventStatus = Literal["pending", "delivered", "dead", "duplicate", "refuted"]
 EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate", "refuted")
 # "refuted": the platform's API contradicts the callback (callbacks/confirm); never delivered, and
-# it gives its dedupe key to the first duplicate of it (see release_refuted in each backend).
-SCHEMA_VERSION = 1
+# it gives up its dedupe key (see _release_refuted in each backend).
+# 1: the first schema. 2: unambiguous dedupe keys covering all content (callbacks.dedupe), and
+# duplicates keep the digest of their body instead of the body.
+SCHEMA_VERSION = 2
 
 
 def new_delivery_id(now: float | None = None) -> str:
@@ -76,7 +79,11 @@ class Accepted:
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """One row of the inbox. The field order is the column order rows are read in."""
+    """One row of the inbox. The field order is the column order rows are read in.
+
+    A duplicate keeps no body (``body`` is empty): its original's body is the content, and
+    ``body_sha256`` is the digest of the bytes the duplicate itself carried.
+    """
 
     id: str
     route: str
@@ -92,6 +99,7 @@ class StoredEvent:
     last_error: str | None
     duplicate_of: str | None
     updated_at: float
+    body_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,7 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
         last_error,
         duplicate_of,
         updated_at,
+        body_sha256,
     ) = row
     return StoredEvent(
         id=event_id,
@@ -276,7 +285,14 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
         last_error=last_error,
         duplicate_of=duplicate_of,
         updated_at=updated_at,
+        body_sha256=body_sha256,
     )
+
+
+def duplicate_digest(body: bytes) -> str:
+    """What a duplicate keeps of its body: a retry carries the original's content again (with
+    a new timestamp and signature), and storing it whole would let replays fill the disk."""
+    return hashlib.sha256(body).hexdigest()
 
 
 # -- replay --------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ class GroupCommit(Generic[Item, Result]):
     waiting to ``write_batch`` (one transaction, one commit) and, as soon as that returns, the
     next batch: items that arrive while a commit runs share the next one, and a lone item is
     written at once. ``write_batch`` returns one result or exception per item; if it raises,
-    every item of the batch gets that exception.
+    every item of the batch gets that exception. An item whose caller stopped waiting (cancelled)
+    before its batch started is left out of it.
     """
 
     def __init__(
@@ -47,6 +48,11 @@ class GroupCommit(Generic[Item, Result]):
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            # Nobody waits for an item whose caller gave up (its write timed out and it was
+            # answered 503): writing it would only make the next batch wait longer.
+            batch = [(item, future) for item, future in batch if not future.done()]
+            if not batch:
+                continue
             results: Sequence[Result | BaseException]
             try:
                 results = await self._write_batch([item for item, _ in batch])

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,12 +43,14 @@ from callbacks.store.base import (
     Outcome,
     StoredEvent,
     check_schema_version,
+    duplicate_digest,
     event_columns,
     event_from_row,
     replay_updates,
     replay_where,
 )
 from callbacks.store.group_commit import GroupCommit
+from callbacks.store.rekey import PAGE, rekeyed
 
 Connection = psycopg.AsyncConnection[TupleRow]
 _Leased = tuple[InboundCallback, Lease | None]  # what accept() queues for the group commit
@@ -61,39 +63,76 @@ VERSIONS = "avatar_callbacks_schema_version"
 _UPGRADE_LOCK = 0x41564342  # "AVCB"
 _MAX_BATCH = 256
 
-# Migrations by the version they bring the schema to; each runs in the upgrade transaction.
-# ``id`` uses the "C" collation: ids are hex and sort by arrival, and byte order makes the primary
-# key index serve prefix look-ups (LIKE 'abc%') and newest-first listing whatever the database's
-# default collation is.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
-            id TEXT COLLATE "C" PRIMARY KEY,
-            route TEXT NOT NULL,
-            provider TEXT NOT NULL,
-            event_type TEXT NOT NULL,
-            dedupe_key TEXT,
-            duplicate_of TEXT,
-            key_id TEXT,
-            received_at DOUBLE PRECISION NOT NULL,
-            body BYTEA NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at DOUBLE PRECISION NOT NULL,
-            claimed_until DOUBLE PRECISION,
-            claimed_by TEXT,
-            handler_state JSONB NOT NULL DEFAULT '{{}}'::jsonb,
-            last_error TEXT,
-            updated_at DOUBLE PRECISION NOT NULL,
-            CONSTRAINT {EVENTS}_dedupe_key UNIQUE (dedupe_key)
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_due ON {EVENTS} (next_attempt_at) "
-        "WHERE status = 'pending'",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_key_usage ON {EVENTS} (route, key_id, received_at)",
-        f"CREATE INDEX IF NOT EXISTS {EVENTS}_received ON {EVENTS} (received_at)",
-        f"CREATE TABLE IF NOT EXISTS {VERSIONS} (version INTEGER NOT NULL)",
+# Schema 1. ``id`` uses the "C" collation: ids are hex and sort by arrival, and byte order makes
+# the primary key index serve prefix look-ups (LIKE 'abc%') and newest-first listing whatever the
+# database's default collation is.
+_SCHEMA_1: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        route TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        dedupe_key TEXT,
+        duplicate_of TEXT,
+        key_id TEXT,
+        received_at DOUBLE PRECISION NOT NULL,
+        body BYTEA NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_until DOUBLE PRECISION,
+        claimed_by TEXT,
+        handler_state JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+        last_error TEXT,
+        updated_at DOUBLE PRECISION NOT NULL,
+        CONSTRAINT {EVENTS}_dedupe_key UNIQUE (dedupe_key)
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_due ON {EVENTS} (next_attempt_at) "
+    "WHERE status = 'pending'",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_key_usage ON {EVENTS} (route, key_id, received_at)",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS}_received ON {EVENTS} (received_at)",
+    f"CREATE TABLE IF NOT EXISTS {VERSIONS} (version INTEGER NOT NULL)",
+)
+
+
+async def _rekey_events(conn: Connection) -> None:
+    """Schema 2: unambiguous dedupe keys over all of a body's content (see rekey.py)."""
+    seen: set[str] = set()
+    last = ""
+    while True:
+        cur = await conn.execute(
+            f"SELECT id, route, provider, body FROM {EVENTS} "  # noqa: S608
+            "WHERE id > %s AND dedupe_key IS NOT NULL ORDER BY id LIMIT %s",
+            (last, PAGE),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return
+        updates = rekeyed(rows, seen)
+        if updates:
+            await cur.executemany(
+                f"UPDATE {EVENTS} SET dedupe_key = %s WHERE id = %s",  # noqa: S608
+                updates,
+            )
+        last = rows[-1][0]
+
+
+Step = str | Callable[[Connection], Awaitable[None]]
+
+# Each entry brings the schema to its version, in the upgrade transaction: SQL statements, or a
+# coroutine for a data step. A fresh schema runs them all. In version order.
+_MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
+    (1, _SCHEMA_1),
+    (
+        2,
+        (
+            _rekey_events,
+            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS body_sha256 TEXT",
+            f"UPDATE {EVENTS} SET body_sha256 = encode(sha256(body), 'hex'), body = ''::bytea "  # noqa: S608
+            "WHERE status = 'duplicate'",
+        ),
     ),
-}
+)
 
 
 def _columns(alias: str = "") -> str:
@@ -120,14 +159,16 @@ RETURNING id
 
 _ORIGINALS_SQL = f"SELECT dedupe_key, id FROM {EVENTS} WHERE dedupe_key = ANY(%s)"  # noqa: S608
 
+# A duplicate keeps its metadata and the digest of its body, not the body: replays of one large
+# callback must not fill the disk.
 _BATCH_DUPLICATES_SQL = f"""
 INSERT INTO {EVENTS} (id, route, provider, event_type, duplicate_of, key_id, received_at, body,
-                      status, next_attempt_at, updated_at)
-SELECT id, route, provider, event_type, duplicate_of, key_id, received_at, body,
-       'duplicate', received_at, received_at
+                      body_sha256, status, next_attempt_at, updated_at)
+SELECT id, route, provider, event_type, duplicate_of, key_id, received_at, ''::bytea,
+       body_sha256, 'duplicate', received_at, received_at
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::float8[], %s::bytea[])
-     AS t(id, route, provider, event_type, duplicate_of, key_id, received_at, body)
+            %s::float8[], %s::text[])
+     AS t(id, route, provider, event_type, duplicate_of, key_id, received_at, body_sha256)
 """  # noqa: S608
 
 # The due rows are locked with SKIP LOCKED so concurrent claimers take disjoint sets without
@@ -170,34 +211,12 @@ GROUP BY route, key_id ORDER BY route, key_id
 
 
 async def _release_refuted(conn: Connection, event_id: str, now: float) -> None:
-    """A refuted event gives up its dedupe key: its first duplicate (the genuine callback, if
-    one came while it waited) takes the key and becomes pending; the others follow that one."""
-    cur = await conn.execute(
-        f"UPDATE {EVENTS} AS e SET dedupe_key = NULL FROM {EVENTS} AS old "  # noqa: S608
-        "WHERE e.id = old.id AND e.id = %s AND e.status = 'refuted' "
-        "AND e.dedupe_key IS NOT NULL RETURNING old.dedupe_key",
-        (event_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return
-    cur = await conn.execute(
-        f"SELECT id FROM {EVENTS} WHERE duplicate_of = %s AND status = 'duplicate' "  # noqa: S608
-        "ORDER BY id LIMIT 1 FOR UPDATE",
-        (event_id,),
-    )
-    first = await cur.fetchone()
-    if first is None:
-        return
+    """A refuted event gives up its dedupe key: the same content sent again later is a new
+    event, confirmed again (its duplicates so far carry that refuted content, and stay so)."""
     await conn.execute(
-        f"UPDATE {EVENTS} SET status = 'pending', dedupe_key = %s, duplicate_of = NULL, "  # noqa: S608
-        "next_attempt_at = received_at, updated_at = %s WHERE id = %s",
-        (row[0], now, first[0]),
-    )
-    await conn.execute(
-        f"UPDATE {EVENTS} SET duplicate_of = %s WHERE duplicate_of = %s "  # noqa: S608
-        "AND status = 'duplicate'",
-        (first[0], event_id),
+        f"UPDATE {EVENTS} SET dedupe_key = NULL, updated_at = %s "  # noqa: S608
+        "WHERE id = %s AND status = 'refuted'",
+        (now, event_id),
     )
 
 
@@ -207,13 +226,30 @@ class PostgresStore:
     ``min_size`` keeps one connection warm; ``max_size`` bounds what one replica takes from the
     server's ``max_connections``. ``timeout`` bounds how long a request waits for a connection
     (or to connect) before it fails with :class:`StoreUnavailable`, so the receiver answers 503
-    while the provider still waits, rather than hanging.
+    while the provider still waits, rather than hanging. ``write_timeout`` bounds each write of
+    accepted callbacks in the server (``lock_timeout`` and ``statement_timeout`` for its
+    transaction), so a table lock held elsewhere fails the write rather than holding the request
+    and a pooled connection for as long as the lock lasts.
     """
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        write_timeout: float | None = None,
     ) -> None:
         self._url = url
+        # BEGIN and the write's limits in one round trip (SET LOCAL takes no parameters, so
+        # only an int of milliseconds is formatted in).
+        self._begin_write = "BEGIN"
+        if write_timeout is not None:
+            ms = max(1, round(write_timeout * 1000))
+            self._begin_write += (
+                f"; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}"
+            )
         self._min_size = min_size
         self._max_size = max_size
         self._timeout = timeout
@@ -372,7 +408,7 @@ class PostgresStore:
     async def _write_batch(self, callbacks: list[_Leased]) -> list[Accepted | BaseException]:
         async with self._connection() as conn:
             try:
-                async with conn.transaction():
+                async with self._write_transaction(conn):
                     return list(await _insert_batch(conn, callbacks))
             except psycopg.OperationalError:
                 raise
@@ -384,12 +420,25 @@ class PostgresStore:
 
     async def _write_one(self, conn: Connection, callback: _Leased) -> Accepted | BaseException:
         try:
-            async with conn.transaction():
+            async with self._write_transaction(conn):
                 return (await _insert_batch(conn, [callback]))[0]
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
             return StoreUnavailable(self._describe(exc))
+
+    @contextlib.asynccontextmanager
+    async def _write_transaction(self, conn: Connection) -> AsyncIterator[None]:
+        """A transaction for accepted callbacks, its waits bounded by the write timeout (the
+        settings end with it). Begun by hand so the limits cost no round trip of their own."""
+        await conn.execute(self._begin_write)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
     async def ping(self) -> None:
         async with self._connection() as conn:
@@ -537,9 +586,14 @@ async def _migrate(conn: Connection) -> int | None:
             (_UPGRADE_LOCK,),
         )
         current = await _schema_version(conn) or 0
-        for version in sorted(v for v in _MIGRATIONS if v > current):
-            for statement in _MIGRATIONS[version]:
-                await conn.execute(statement)
+        for version, steps in _MIGRATIONS:
+            if version <= current:
+                continue
+            for step in steps:
+                if isinstance(step, str):
+                    await conn.execute(step)
+                else:
+                    await step(conn)
         if current == 0:
             await conn.execute(
                 f"INSERT INTO {VERSIONS} (version) VALUES (%s)",  # noqa: S608
@@ -568,8 +622,9 @@ async def _insert_batch(conn: Connection, leased: Sequence[_Leased]) -> list[Acc
     missing = [c for c in rest if c.dedupe_key not in originals]
     if missing:  # the original was purged in between: fail this batch, the callers retry
         raise psycopg.errors.SerializationFailure("a contended dedupe key changed hands")
+    columns = _columns_of(rest, [originals[c.dedupe_key] for c in rest])
     await conn.execute(
-        _BATCH_DUPLICATES_SQL, _columns_of(rest, [originals[c.dedupe_key] for c in rest])
+        _BATCH_DUPLICATES_SQL, (*columns[:-1], [duplicate_digest(c.body) for c in rest])
     )
     return [
         Accepted(c.delivery_id)

@@ -39,20 +39,23 @@ from callbacks.store.base import (
     Outcome,
     StoredEvent,
     check_schema_version,
+    duplicate_digest,
     event_columns,
     event_from_row,
     replay_updates,
     replay_where,
 )
 from callbacks.store.group_commit import GroupCommit
+from callbacks.store.rekey import PAGE, rekeyed
 
 T = TypeVar("T")
 _MAX_BATCH = 512
 # Twelve parameters a row; SQLite before 3.32 allows 999 per statement.
 _ROWS_PER_INSERT = 80
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+# Schema 1: the tables. Later versions change them in :data:`_MIGRATIONS`.
+_SCHEMA_1 = (
+    """CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
     route TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -70,12 +73,63 @@ CREATE TABLE IF NOT EXISTS events (
     handler_state TEXT NOT NULL DEFAULT '{}',
     last_error TEXT,
     updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS events_key_usage ON events (route, key_id, received_at);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS events_key_usage ON events (route, key_id, received_at)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+)
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA_1:
+        conn.execute(statement)
+
+
+def _rekey_events(conn: sqlite3.Connection) -> None:
+    """Schema 2: unambiguous dedupe keys over all of a body's content (see rekey.py)."""
+    seen: set[str] = set()
+    last = ""
+    while True:
+        rows = conn.execute(
+            "SELECT id, route, provider, body FROM events "
+            "WHERE id > ? AND dedupe_key IS NOT NULL ORDER BY id LIMIT ?",
+            (last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany("UPDATE events SET dedupe_key = ? WHERE id = ?", rekeyed(rows, seen))
+        last = rows[-1][0]
+
+
+def _strip_duplicate_bodies(conn: sqlite3.Connection) -> None:
+    """Schema 2: a duplicate keeps the digest of its body, not the body."""
+    conn.execute("ALTER TABLE events ADD COLUMN body_sha256 TEXT")
+    last = ""
+    while True:
+        rows = conn.execute(
+            "SELECT id, body FROM events WHERE id > ? AND status = 'duplicate' ORDER BY id LIMIT ?",
+            (last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany(
+            "UPDATE events SET body_sha256 = ?, body = X'' WHERE id = ?",
+            [(duplicate_digest(body), event_id) for event_id, body in rows],
+        )
+        last = rows[-1][0]
+
+
+def _schema_2(conn: sqlite3.Connection) -> None:
+    _rekey_events(conn)
+    _strip_duplicate_bodies(conn)
+
+
+# Each step brings the schema to its version; a fresh file runs them all. In version order.
+_MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (1, _create_tables),
+    (2, _schema_2),
+)
 
 _COLUMNS = event_columns()
 # The same columns as JSON values: the body as hex (any bytes survive), the handler state as the
@@ -111,8 +165,12 @@ class _Job:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    """``write_timeout``: how long a write waits for another process's write lock (the CLI
+    purging, say) before it fails with :class:`StoreUnavailable`."""
+
+    def __init__(self, path: Path, *, write_timeout: float = 10.0) -> None:
         self.path = path
+        self._busy_ms = max(1, round(write_timeout * 1000))
         self._conn: sqlite3.Connection | None = None
         self._commits: GroupCommit[_Job, Any] = GroupCommit(
             self._write_jobs, max_batch=_MAX_BATCH, name="sqlite-group-commit"
@@ -126,9 +184,12 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_ms / 1000,
         )
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         conn.execute("PRAGMA synchronous = FULL")
         return conn
 
@@ -141,11 +202,12 @@ class SQLiteStore:
 
     async def _start(self, *, create: bool) -> None:
         if self._conn is not None:
-            if create:  # executescript commits on its own: keep it off the batches' connection
+            if create:  # a transaction of its own: keep it off the batches' connection
                 await asyncio.to_thread(self._create_on_side_connection)
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private(self.path)
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
             if create:
@@ -228,23 +290,14 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-            await loop.run_in_executor(self._committer, self._run_batch_waiting, conn, batch)
+            await loop.run_in_executor(
+                self._committer, _run_batch_waiting, conn, batch, self._busy_ms
+            )
             return
         _run_jobs(conn, batch)
         # From here the connection belongs to the commit thread until it is done; shielded, so
         # a cancelled flusher cannot touch the connection while the COMMIT runs.
         await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
-
-    @staticmethod
-    def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """The whole batch in the commit thread, waiting for another process's write lock."""
-        conn.execute("PRAGMA busy_timeout = 10000")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            _run_jobs(conn, batch)
-            _commit(conn)
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
         return await self._submit(_Job(fn, atomic=atomic))  # type: ignore[no-any-return]
@@ -410,22 +463,22 @@ _REQUEUE_SQL = (
 
 _INSERT_DUPLICATE = (
     "INSERT INTO events (id, route, provider, event_type, duplicate_of, key_id, received_at, "
-    "body, status, next_attempt_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?)"
+    "body, body_sha256, status, next_attempt_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, X'', ?, 'duplicate', ?, ?)"
 )
 
 
-def _row(cb: InboundCallback, fifth: str) -> tuple[Any, ...]:
-    """Parameters for the duplicate insert; ``fifth`` is the original's id."""
+def _row(cb: InboundCallback, original: str) -> tuple[Any, ...]:
+    """Parameters for the duplicate insert: metadata and the body's digest, not the body."""
     return (
         cb.delivery_id,
         cb.route,
         cb.provider,
         cb.event_type,
-        fifth,
+        original,
         cb.key_id,
         cb.received_at,
-        cb.body,
+        duplicate_digest(cb.body),
         cb.received_at,
         cb.received_at,
     )
@@ -496,30 +549,11 @@ def _flat(jobs: list[_Job]) -> list[Any]:
 
 
 def _release_refuted(conn: sqlite3.Connection, event_id: str, now: float) -> None:
-    """A refuted event gives up its dedupe key: its first duplicate (the genuine callback, if
-    one came while it waited) takes the key and becomes pending; the others follow that one."""
-    row = conn.execute(
-        "SELECT dedupe_key FROM events WHERE id = ? AND status = 'refuted' "
-        "AND dedupe_key IS NOT NULL",
-        (event_id,),
-    ).fetchone()
-    if row is None:
-        return
-    conn.execute("UPDATE events SET dedupe_key = NULL WHERE id = ?", (event_id,))
-    first = conn.execute(
-        "SELECT id FROM events WHERE duplicate_of = ? AND status = 'duplicate' ORDER BY id LIMIT 1",
-        (event_id,),
-    ).fetchone()
-    if first is None:
-        return
+    """A refuted event gives up its dedupe key: the same content sent again later is a new
+    event, confirmed again (its duplicates so far carry that refuted content, and stay so)."""
     conn.execute(
-        "UPDATE events SET status = 'pending', dedupe_key = ?, duplicate_of = NULL, "
-        "next_attempt_at = received_at, updated_at = ? WHERE id = ?",
-        (row[0], now, first[0]),
-    )
-    conn.execute(
-        "UPDATE events SET duplicate_of = ? WHERE duplicate_of = ? AND status = 'duplicate'",
-        (first[0], event_id),
+        "UPDATE events SET dedupe_key = NULL, updated_at = ? WHERE id = ? AND status = 'refuted'",
+        (now, event_id),
     )
 
 
@@ -529,6 +563,19 @@ def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:
     ).fetchone()[0]
     conn.execute(_INSERT_DUPLICATE, _row(cb, original))
     return Accepted(cb.delivery_id, duplicate_of=original)
+
+
+def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job], busy_ms: int) -> None:
+    """The whole batch in the commit thread, waiting up to ``busy_ms`` for another process's
+    write lock. One wait per batch, and callbacks whose requests gave up meanwhile are not in
+    the next batch (see GroupCommit), so waits do not stack past what a request allows."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _run_jobs(conn, batch)
+        _commit(conn)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def _commit(conn: sqlite3.Connection) -> None:
@@ -581,10 +628,29 @@ def _run_atomic(conn: sqlite3.Connection, job: _Job) -> None:
     conn.execute("RELEASE job")
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 if it does not exist: it holds every payload and the raw
+    signatures. SQLite gives its ``-wal`` and ``-shm`` files the database file's mode (whatever
+    the umask), so they follow. An existing file keeps the mode its owner gave it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _create_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(_SCHEMA)
-    if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    """Apply the missing migrations, all in one write transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = _schema_version(conn) or 0
+        if current < SCHEMA_VERSION:
+            for version, step in _MIGRATIONS:
+                if version > current:
+                    step(conn)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:

@@ -76,26 +76,18 @@ def test_a_genuine_callback_after_the_refutation_is_a_new_event(
     run(make_store, scenario)
 
 
-def test_a_genuine_callback_that_came_while_the_forged_waited_takes_over(
-    make_store: Callable[[], Store],
-) -> None:
+def test_duplicates_of_a_refuted_event_stay_duplicates(make_store: Callable[[], Store]) -> None:
+    """Same key, same content: what refuted the original refutes its duplicates too."""
+
     async def scenario(store: Store) -> None:
         forged = await store.accept(callback(b'{"asset_id": "ATTACKER"}', NOW))
-        genuine = await store.accept(callback(b'{"asset_id": "real"}', NOW + 1))
-        retry = await store.accept(callback(b'{"asset_id": "real"}', NOW + 2))
-        assert genuine.duplicate_of == forged.delivery_id
+        again = await store.accept(callback(b'{"asset_id": "ATTACKER"}', NOW + 1))
+        assert again.duplicate_of == forged.delivery_id
         await refute_claimed(store)
-        promoted = await store.get(genuine.delivery_id)
-        assert promoted is not None
-        assert (promoted.status, promoted.duplicate_of) == ("pending", None)
-        follower = await store.get(retry.delivery_id)
-        assert follower is not None
-        assert (follower.status, follower.duplicate_of) == ("duplicate", genuine.delivery_id)
-        # The promoted event holds the slot now: the next retry is its duplicate.
-        again = await store.accept(callback(b'{"asset_id": "real"}', NOW + 30))
-        assert again.duplicate_of == genuine.delivery_id
-        claimed = await store.claim(owner=OWNER, now=NOW + 40, limit=10, lease_seconds=30)
-        assert [e.id for e in claimed] == [genuine.delivery_id]
+        kept = await store.get(again.delivery_id)
+        assert kept is not None
+        assert (kept.status, kept.duplicate_of) == ("duplicate", forged.delivery_id)
+        assert await store.claim(owner=OWNER, now=NOW + 40, limit=10, lease_seconds=30) == []
 
     run(make_store, scenario)
 

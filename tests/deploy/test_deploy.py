@@ -106,7 +106,6 @@ def test_yaml_files_found() -> None:
         "configmap.yaml",
         "secret.example.yaml",
         "pdb.yaml",
-        "migrate-job.yaml",
         "kustomization.yaml",
     ):
         assert f"kubernetes/{name}" in names
@@ -320,21 +319,23 @@ def test_k8s_pdb_matches_deployment(deployment: dict[str, Any]) -> None:
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
-def test_k8s_migrate_job(deployment: dict[str, Any]) -> None:
-    job = _k8s("Job", "migrate-job.yaml")
-    container = _container(job)
-    assert container["args"][:2] == ["db", "upgrade"]
-    assert container["image"] == _container(deployment)["image"]
-    assert job["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert not any("secret" in v for v in job["spec"]["template"]["spec"]["volumes"]), (
-        "`db upgrade` needs no keys"
-    )
-    # The migration pod must not receive traffic or count toward the PDB.
-    job_labels = job["spec"]["template"]["metadata"]["labels"]
-    selector = _k8s("Service", "service.yaml")["spec"]["selector"]
-    assert not selector.items() <= job_labels.items()
-    assert set(_env(container)) <= DESIGN_ENV
+def test_k8s_pods_migrate_before_the_receiver_starts(deployment: dict[str, Any]) -> None:
+    """An init container runs `db upgrade`: a new pod waits for the schema, no crash loop."""
+    pod = deployment["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    assert migrate["args"][:2] == ["db", "upgrade"]
+    assert CONFIG_PATH in migrate["args"]
+    assert migrate["image"] == _container(deployment)["image"]
+    assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
+    assert migrate["securityContext"]["allowPrivilegeEscalation"] is False
+    env = _env(migrate)
+    assert set(env) <= DESIGN_ENV
+    assert env["CALLBACKS_STORE_URL"] == _env(_container(deployment))["CALLBACKS_STORE_URL"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in migrate["volumeMounts"]:
+        assert "secret" not in str(volumes[mount["name"]]), "`db upgrade` needs no keys"
+    assert any(m["mountPath"] == CONFIG_DIR for m in migrate["volumeMounts"])
+    assert not list(K8S.glob("migrate-job*")), "one way to migrate: the init container"
 
 
 def test_k8s_configmap_toml() -> None:
@@ -366,7 +367,7 @@ def test_k8s_kustomize_builds() -> None:
     )
     assert result.returncode == 0, result.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
-    assert kinds == {"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service"}
+    assert kinds == {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service"}
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
@@ -413,6 +414,8 @@ def test_dockerfile() -> None:
     env = " ".join(by_kind["ENV"])
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
+    # A config without [server] host must listen on every interface in a container.
+    assert "CALLBACKS_DEFAULT_HOST=0.0.0.0" in env
     command = " ".join(by_kind.get("ENTRYPOINT", []) + by_kind.get("CMD", []))
     for word in ("callbacks", "serve", "--config", CONFIG_PATH):
         assert f'"{word}"' in command

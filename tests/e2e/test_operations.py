@@ -82,7 +82,11 @@ def test_readyz_is_503_when_the_store_is_down(
     monkeypatch.setattr(store, "ping", down)
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "reason": "store_unavailable"}
+    assert response.json() == {
+        "status": "unavailable",
+        "reason": "store_unavailable",
+        "reasons": ["store_unavailable"],
+    }
     assert client.get("/healthz").status_code == 200
 
 

@@ -34,6 +34,11 @@ FULL: dict[str, Any] = {
         "workers": 1,
         "body_limit": 2 * 1024 * 1024,
         "log_format": "console",
+        "max_header_bytes": 16384,
+        "header_timeout": 5,
+        "body_timeout": 2.5,
+        "max_connections": 200,
+        "keepalive_timeout": 3,
     },
     "store": {"url": "sqlite:///data/callbacks.db"},
     "keys": {"file": "secrets/keys.toml", "quiet_period_hours": 12, "reload_interval": 2.5},
@@ -127,7 +132,16 @@ def test_full_config_loads_every_setting_and_route_kind(tmp_path: Path) -> None:
 
     assert config.source == str(path)
     assert config.server == ServerConfig(
-        host="192.0.2.10", port=8080, workers=1, body_limit=2 * 1024 * 1024, log_format="console"
+        host="192.0.2.10",
+        port=8080,
+        workers=1,
+        body_limit=2 * 1024 * 1024,
+        log_format="console",
+        max_header_bytes=16384,
+        header_timeout=5.0,
+        body_timeout=2.5,
+        max_connections=200,
+        keepalive_timeout=3,
     )
     assert config.store == StoreConfig(url="sqlite:///data/callbacks.db")
     assert config.keys == KeysConfig(
@@ -269,6 +283,31 @@ MISTAKES: list[tuple[str, Mutation, str, str]] = [
     ("host-int", _set("server", "host", value=1), "server.host", "non-empty string"),
     ("log-format", _set("server", "log_format", value="xml"), "server.log_format", "json"),
     ("body-limit", _set("server", "body_limit", value=10), "server.body_limit", "from 1024"),
+    (
+        "header-bytes",
+        _set("server", "max_header_bytes", value=10),
+        "server.max_header_bytes",
+        "from 1024",
+    ),
+    (
+        "header-timeout",
+        _set("server", "header_timeout", value=0),
+        "server.header_timeout",
+        "number from 0.1",
+    ),
+    ("body-timeout", _set("server", "body_timeout", value="5s"), "server.body_timeout", "number"),
+    (
+        "connections",
+        _set("server", "max_connections", value=0),
+        "server.max_connections",
+        "from 1",
+    ),
+    (
+        "keepalive",
+        _set("server", "keepalive_timeout", value=0.5),
+        "server.keepalive_timeout",
+        "whole number",
+    ),
     ("server-table", _set("server", value=3), "server", "must be a table"),
     ("store-url-int", _set("store", "url", value=5), "store.url", "non-empty string"),
     ("keys-file-list", _set("keys", "file", value=["a"]), "keys.file", "non-empty string"),
@@ -484,6 +523,17 @@ def test_env_overrides_win_over_the_file(tmp_path: Path) -> None:
     assert config.server.log_format == "json"
 
 
+def test_default_host_from_env_applies_only_when_the_file_names_none(tmp_path: Path) -> None:
+    env = {"CALLBACKS_DEFAULT_HOST": "192.0.2.99"}  # the image's is 0.0.0.0
+    assert load_config(write(tmp_path, full()), env=env).server.host == "192.0.2.10"
+    silent = full()
+    del silent["server"]["host"]
+    assert load_config(write(tmp_path, silent), env=env).server.host == "192.0.2.99"
+    assert load_config(write(tmp_path, silent), env={}).server.host == "127.0.0.1"
+    both = {**env, "CALLBACKS_HOST": "127.0.0.3"}
+    assert load_config(write(tmp_path, silent), env=both).server.host == "127.0.0.3"
+
+
 def test_empty_env_values_are_ignored_for_store_and_keys(tmp_path: Path) -> None:
     config = load_config(
         write(tmp_path, full()), env={"CALLBACKS_STORE_URL": "", "CALLBACKS_KEYS_FILE": ""}
@@ -552,6 +602,11 @@ _KEYS = st.sampled_from(
         "workers",
         "body_limit",
         "log_format",
+        "max_header_bytes",
+        "header_timeout",
+        "body_timeout",
+        "max_connections",
+        "keepalive_timeout",
         "url",
         "file",
         "quiet_period_hours",

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callbacks.config import RouteConfig
-from callbacks.dedupe import body_digest, dedupe_key
+from callbacks.dedupe import body_digest, dedupe_key, encode_key
 from callbacks.events import (
     EVENT_TYPES,
     Envelope,
@@ -25,7 +25,7 @@ from callbacks.events import (
     build_event,
     decode_live_message,
 )
-from callbacks.masking import masked
+from callbacks.masking import TOO_DEEP, masked
 
 
 def route(name: str, provider: str = "metastudio", kind: str | None = None) -> RouteConfig:
@@ -289,41 +289,44 @@ def test_event_types_are_all_events() -> None:
 # -- dedupe keys -------------------------------------------------------------------------------
 
 
-def test_job_result_dedupe_is_route_job_and_result() -> None:
+def test_job_result_dedupe_covers_the_whole_body() -> None:
     video = JOB_ROUTES["video"]
     raw = {"result": "SUCCEED", "asset_id": "a", "job_id": "job-1"}
     key = dedupe_key(video, raw)
-    assert key == "ms-video:job:job-1:SUCCEED"
+    assert orjson.loads(key) == ["ms-video", "sha256:" + body_digest(video, raw)]
     # A retry signs with a new time_stamp/secret in the query: the body, hence the key, is the same.
-    retry = dict(raw, asset_id="a")
-    assert dedupe_key(video, retry) == key
-    # Extra fields do not make it another notification; another result does.
-    assert dedupe_key(video, dict(raw, extra=1)) == key
+    assert dedupe_key(video, {"job_id": "job-1", "asset_id": "a", "result": "SUCCEED"}) == key
+    # A forged body reusing a captured signature with another asset must not take the slot of
+    # the genuine callback: any other content is another notification.
+    assert dedupe_key(video, dict(raw, asset_id="forged")) != key
+    assert dedupe_key(video, dict(raw, extra=1)) != key
     assert dedupe_key(video, dict(raw, result="FAILED")) != key
     assert dedupe_key(video, dict(raw, job_id="job-2")) != key
     assert dedupe_key(JOB_ROUTES["photo_video"], raw) != key
 
 
-def test_job_result_without_job_id_falls_back_to_the_body_digest() -> None:
+def test_job_names_with_separators_do_not_collide() -> None:
+    """The old ``route:job:JOB:RESULT`` key made job ``a:SUCCEED`` (result X) collide with job
+    ``a`` (result ``SUCCEED:X``)."""
     video = JOB_ROUTES["video"]
-    key = dedupe_key(video, {"result": "SUCCEED", "job_id": 5})
-    assert key.startswith("ms-video:body:")
-    assert key != dedupe_key(video, {"result": "SUCCEED", "job_id": 6})
+    one = dedupe_key(video, {"job_id": "a:SUCCEED", "result": "X"})
+    other = dedupe_key(video, {"job_id": "a", "result": "SUCCEED:X"})
+    assert one != other
 
 
-def test_tts_dedupe_is_route_job_and_status() -> None:
+def test_tts_dedupe_covers_the_whole_body() -> None:
     raw = {"status": "FINISHED", "job_id": "t1", "audio_file_download_url": "https://x/1"}
     key = dedupe_key(TTS, raw)
-    assert key == "ms-tts:tts:t1:FINISHED"
-    # Download URLs are presigned and change between retries.
-    assert dedupe_key(TTS, dict(raw, audio_file_download_url="https://x/2")) == key
+    assert dedupe_key(TTS, dict(raw)) == key
+    # A token URL can be replayed for days: a body with another download URL is not a retry.
+    assert dedupe_key(TTS, dict(raw, audio_file_download_url="https://evil/2")) != key
     assert dedupe_key(TTS, dict(raw, status="WAITING")) != key
 
 
 def test_live_dedupe_is_the_body_digest() -> None:
     raw = live_body("REPLY_COMMAND_FINISH", reply_id="r1")
     key = dedupe_key(LIVE, raw)
-    assert key.startswith("ms-live:body:")
+    assert orjson.loads(key)[0] == "ms-live"
     assert dedupe_key(LIVE, dict(raw)) == key
     assert dedupe_key(LIVE, live_body("REPLY_COMMAND_FINISH", reply_id="r2")) != key
 
@@ -331,7 +334,7 @@ def test_live_dedupe_is_the_body_digest() -> None:
 def test_sensetime_digest_ignores_timestamp_and_signature_but_not_content() -> None:
     raw = {"taskId": 1, "status": 35, "timestamp": 1693206851, "signature": "a" * 32}
     key = dedupe_key(SENSETIME, raw)
-    assert key.startswith("st:body:")
+    assert orjson.loads(key)[0] == "st"
     resent = {"status": 35, "taskId": 1, "timestamp": 1693206999, "signature": "b" * 32}
     assert dedupe_key(SENSETIME, resent) == key  # key order and auth fields do not matter
     assert dedupe_key(SENSETIME, {"taskId": 1, "status": 35}) == key
@@ -343,7 +346,40 @@ def test_sensetime_digest_ignores_timestamp_and_signature_but_not_content() -> N
 def test_metastudio_digest_covers_the_whole_body() -> None:
     raw = {"event_type": "X", "message": "{}", "timestamp": 1}
     assert body_digest(LIVE, raw) != body_digest(LIVE, {"event_type": "X", "message": "{}"})
-    assert len(body_digest(LIVE, raw)) == 32
+    assert len(body_digest(LIVE, raw)) == 64
+
+
+_KEY_PARTS = st.lists(st.text(max_size=12), min_size=1, max_size=4).map(tuple)
+
+
+@settings(max_examples=500, deadline=None)
+@given(one=_KEY_PARTS, other=_KEY_PARTS)
+def test_distinct_key_parts_never_give_the_same_key(
+    one: tuple[str, ...], other: tuple[str, ...]
+) -> None:
+    assert (encode_key(*one) == encode_key(*other)) == (one == other)
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=_KEY_PARTS)
+def test_a_key_decodes_back_to_its_parts(parts: tuple[str, ...]) -> None:
+    assert tuple(orjson.loads(encode_key(*parts))) == parts
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    job=st.text(max_size=12),
+    result=st.text(max_size=12),
+    other_job=st.text(max_size=12),
+    other_result=st.text(max_size=12),
+)
+def test_different_job_results_never_share_a_key(
+    job: str, result: str, other_job: str, other_result: str
+) -> None:
+    video = JOB_ROUTES["video"]
+    one = dedupe_key(video, {"job_id": job, "result": result})
+    other = dedupe_key(video, {"job_id": other_job, "result": other_result})
+    assert (one == other) == ((job, result) == (other_job, other_result))
 
 
 # -- masking -----------------------------------------------------------------------------------
@@ -366,10 +402,85 @@ def test_masked_hides_stream_key() -> None:
 
 
 def test_masked_leaves_other_bodies_alone() -> None:
-    raw = {"result": "SUCCEED", "job_id": "j", "signature": "kept: not sensetime"}
+    raw = {"result": "SUCCEED", "job_id": "j", "output": {"url": "https://x", "n": [1, 2]}}
     assert masked("metastudio", raw) == raw
     text = {"event_type": "X", "message": "stream_key mentioned in junk {"}
     assert masked("metastudio", text) == text
+    as_sent = {"event_type": "X", "message": '{"room_id":  "r1"}'}
+    assert masked("metastudio", as_sent) == as_sent  # nothing hidden: the sender's own text
+
+
+def test_masked_hides_stream_key_written_with_an_escape() -> None:
+    body = b'{"event_type": "X", "message": "{\\"stream\\\\u005fkey\\": \\"sk-escaped\\"}"}'
+    raw = orjson.loads(body)
+    assert "stream_key" not in raw["message"]  # the escape survives the first parse...
+    out = masked("metastudio", raw)
+    assert "sk-escaped" not in orjson.dumps(out).decode()  # ...but not the masking
+    top = masked("metastudio", orjson.loads(b'{"stream\\u005fkey": "sk-top"}'))
+    assert top == {"stream_key": "***"}
+
+
+def test_masked_hides_stream_key_when_message_is_an_object() -> None:
+    raw = {"event_type": "RTMP_STREAM_STATE_CHANGE", "message": {"stream_key": "sk-object"}}
+    out = masked("metastudio", raw)
+    assert out["message"] == {"stream_key": "***"}
+
+
+def test_masked_hides_stream_key_in_json_inside_json_text() -> None:
+    inner = orjson.dumps({"push": {"stream_key": "sk-twice"}}).decode()
+    raw = {"message": orjson.dumps({"detail": inner}).decode()}
+    assert "sk-twice" not in orjson.dumps(masked("metastudio", raw)).decode()
+
+
+def test_masked_shows_a_placeholder_past_its_depth_and_stays_printable() -> None:
+    deep: Any = {"stream_key": "sk-deep"}
+    for _ in range(300):
+        deep = {"d": deep}
+    out = masked("metastudio", deep)
+    text = orjson.dumps(out).decode()  # orjson refuses more than 254 levels
+    assert "sk-deep" not in text
+    assert TOO_DEEP in text
+
+
+_MASKED_SPELLINGS = st.sampled_from(
+    ["stream_key", "streamKey", "Stream-Key", "signature", "secret", "token", "password"]
+)
+_SECRET = "SeCrEt-0123456789-zz"
+
+
+@st.composite
+def secret_somewhere(draw: st.DrawFn) -> bytes:
+    """A body (as sent) with the secret under a masked key, at some depth, with some levels
+    encoded as JSON text and the key maybe written with escapes."""
+    key = draw(_MASKED_SPELLINGS)
+    value: Any = draw(
+        st.sampled_from([_SECRET, [_SECRET], {"inner": _SECRET}, f"prefix {_SECRET} suffix"])
+    )
+    node: Any = {key: value}
+    for _ in range(draw(st.integers(0, 6))):
+        sibling = draw(st.dictionaries(st.sampled_from(["a", "b", "job_id"]), _JSON, max_size=2))
+        wrap = draw(st.sampled_from(["object", "list", "text"]))
+        if wrap == "text":
+            node = orjson.dumps(node).decode()
+        elif wrap == "list":
+            node = [draw(_JSON), node]
+        container = {**sibling, draw(st.sampled_from(["message", "data", "x"])): node}
+        node = container
+    text = orjson.dumps(node).decode()
+    if draw(st.booleans()):  # write every "_" in a key as an escape: the same JSON
+        text = text.replace("_", "\\u005f")
+    return text.encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=secret_somewhere(), provider=st.sampled_from(["sensetime", "metastudio"]))
+def test_a_secret_under_a_masked_key_never_shows(body: bytes, provider: str) -> None:
+    raw = orjson.loads(body)
+    if not isinstance(raw, dict):
+        raw = {"body": raw}
+    shown = orjson.dumps(masked(provider, raw)).decode()
+    assert _SECRET not in shown
+    assert "SeCrEt" not in shown
 
 
 # -- nothing raises, whatever the JSON object ----------------------------------------------------
@@ -438,7 +549,7 @@ def test_build_event_and_dedupe_key_never_raise(raw: dict[str, Any], r: RouteCon
     assert event.raw == raw
     assert event.route == r.name
     key = dedupe_key(r, raw)
-    assert key.startswith(f"{r.name}:")
+    assert orjson.loads(key)[0] == r.name
     assert key == dedupe_key(r, orjson.loads(orjson.dumps(raw)))
     shown = masked(r.provider, raw)
     assert set(shown) == set(raw)
@@ -458,5 +569,6 @@ def test_dedupe_key_never_carries_unstorable_or_huge_text(job_id: str) -> None:
         auth="MSS_A",
     )
     key = dedupe_key(route, {"job_id": job_id, "result": "SUCCEED"})
-    assert key.startswith("v:body:")
     assert job_id not in key
+    assert key.isprintable()
+    assert len(key) < 200

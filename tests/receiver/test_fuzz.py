@@ -95,6 +95,11 @@ def junk_requests(draw: Any) -> tuple[str, str, dict[str, str], bytes]:
     path = draw(st.sampled_from(PATHS))
     # Percent-encoded so any text survives the HTTP client; the server sees it as sent.
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in draw(query_pairs))
+    if draw(st.booleans()):
+        # Raw percent-escapes of arbitrary bytes: ``token=%ff`` is no UTF-8 once decoded.
+        name = draw(st.sampled_from(AUTH_NAMES))
+        escapes = "".join(f"%{b:02x}" for b in draw(st.binary(min_size=1, max_size=8)))
+        query = f"{query}&{name}={escapes}" if query else f"{name}={escapes}"
     headers = draw(st.dictionaries(st.sampled_from(AUTH_HEADERS[:2]), header_values, max_size=2))
     return path, query, headers, _junk_body(draw)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -245,13 +247,59 @@ def test_a_duplicate_dedupe_key_is_kept_as_a_duplicate_of_the_original(
         assert duplicate is not None
         assert duplicate.status == "duplicate"
         assert duplicate.duplicate_of == original.delivery_id
-        assert duplicate.body == BODY
+        # A duplicate keeps the digest of what it carried, not the body again.
+        assert duplicate.body == b""
+        assert duplicate.body_sha256 == hashlib.sha256(BODY).hexdigest()
+        kept = await store.get(original.delivery_id)
+        assert kept is not None
+        assert kept.body == BODY
+        assert kept.body_sha256 is None
         assert await store.inbox_depth() == 1
         pending = await store.list_events(EventFilter(status="pending"))
         assert [e.id for e in pending] == [original.delivery_id]
         assert len(await store.list_events(EventFilter(status="duplicate"))) == 2
 
     run(make_store, scenario)
+
+
+def test_duplicates_of_a_large_body_do_not_store_it_again(make_store: StoreFactory) -> None:
+    """19 replays of a 1 MiB callback must not add ~19 MiB."""
+    big = (
+        b'{"blob": "'
+        + bytes(random.Random(7).choice(b"abcdef0123456789") for _ in range(1 << 20))
+        + b'"}'
+    )
+    original = callback(dedupe_key="big", body=big)
+    replays = [callback(dedupe_key="big", body=big) for _ in range(19)]
+
+    async def scenario(store: Store) -> int:
+        await store.accept(original)
+        before = await _stored_bytes(store)
+        for replay in replays:
+            assert (await store.accept(replay)).duplicate_of == original.delivery_id
+        return await _stored_bytes(store) - before
+
+    growth = run(make_store, scenario)
+    assert growth < 256 * 1024, f"19 duplicates of a 1 MiB body added {growth} bytes"
+
+
+async def _stored_bytes(store: Store) -> int:
+    """The table's size as the database counts it (pages in use, TOAST included)."""
+    from callbacks.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as conn:
+            pages, free, size = (
+                conn.execute(f"PRAGMA {p}").fetchone()[0]
+                for p in ("page_count", "freelist_count", "page_size")
+            )
+        return int((pages - free) * size)
+    from callbacks.store.postgres import EVENTS
+
+    async with store._connection() as conn:  # type: ignore[attr-defined]
+        cur = await conn.execute("SELECT pg_total_relation_size(%s)", (EVENTS,))
+        row = await cur.fetchone()
+    return int(row[0])
 
 
 # -- claiming and finishing ----------------------------------------------------------------------
