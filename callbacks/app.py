@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
+from callbacks.confirm.gate import build_gate, build_reconciler
 from callbacks.dispatch.gauges import sample_operator_gauges
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
@@ -74,13 +75,15 @@ def create_app(
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     routes_by_name = {r.name: r for r in config.routes}
+    gate = build_gate(config) if run_dispatcher else None
     dispatcher = (
-        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock)
+        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock, gate=gate)
         if run_dispatcher
         else None
     )
     intake = Intake(store, dispatcher, write_timeout=config.store.write_timeout)
     receiver = Receiver(config, intake, live_keys, clock=clock)
+    reconciler = build_reconciler(config, gate, intake)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -97,6 +100,8 @@ def create_app(
         if dispatcher is not None:
             await sinks.start()
             dispatcher.start()
+        if reconciler is not None:
+            reconciler.start()
         log.info(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
@@ -106,9 +111,13 @@ def create_app(
         try:
             yield
         finally:
+            if reconciler is not None:
+                await reconciler.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             await sinks.close()
+            if gate is not None:
+                await gate.aclose()
             await live_keys.stop_watching()
             await store.close()
 
@@ -135,6 +144,9 @@ def create_app(
             reasons.append("store_unavailable")
         if intake.writes.failing:
             reasons.append("store_writes_failing")
+        if gate is not None and gate.cannot_confirm():
+            reasons.append("cannot_confirm")
+            details["routes_that_cannot_confirm"] = gate.cannot_confirm()
         if reasons:
             body = {"status": "unavailable", "reason": reasons[0], "reasons": reasons, **details}
             return json_response(503, body)

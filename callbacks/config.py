@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks._toml import TomlUnreadable, read_toml
+from callbacks.confirm.settings import ROUTE_SETTINGS, ConfirmationSettings, read_confirmation
 from callbacks.errors import ConfigError
 from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
@@ -144,6 +145,8 @@ class Config:
     sinks: tuple[SinkConfig, ...] = ()
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
+    confirmation: ConfirmationSettings = field(default_factory=ConfirmationSettings)
+    """``[metastudio_api]`` and each route's ``confirm`` (see callbacks/confirm/settings.py)."""
 
     def route(self, name: str) -> RouteConfig:
         for route in self.routes:
@@ -174,9 +177,17 @@ def parse_config(
     reader = _Reader(source)
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
-    reader.no_unknown(
-        data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
-    )
+    tables = {
+        "server",
+        "store",
+        "keys",
+        "dispatch",
+        "handlers",
+        "routes",
+        "sinks",
+        "metastudio_api",
+    }
+    reader.no_unknown(data, "", tables)
 
     server = _read_server(reader, reader.table(data, "server"), env.get(DEFAULT_HOST_ENV))
     store_table = reader.table(data, "store")
@@ -210,6 +221,7 @@ def parse_config(
         routes=routes,
         sinks=sinks,
         base_dir=base_dir,
+        confirmation=read_confirmation(data, source=source, base_dir=base_dir),
     )
     config = apply_env_overrides(config, env)
     _check_store_url(config)
@@ -365,6 +377,7 @@ def _read_route(reader: _Reader, raw: object, index: int) -> RouteConfig:
         "max_future_skew",
         "allow_unsigned",
         "handler_timeout",
+        *ROUTE_SETTINGS,
     }
     reader.no_unknown(raw, at, allowed)
     name = reader.required_string(raw, f"{at}.name")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import random
@@ -47,6 +48,7 @@ import structlog
 
 from callbacks import metrics
 from callbacks.config import DispatchConfig, RouteConfig
+from callbacks.confirm.seam import ConfirmationSeam
 from callbacks.dispatch.backoff import jittered_backoff
 from callbacks.dispatch.calls import CallResult, call_isolated
 from callbacks.dispatch.store_outage import StoreOutage
@@ -108,8 +110,10 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        gate: ConfirmationSeam | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate  # confirmation before delivery (callbacks/confirm/gate.py)
         self.handlers = handlers
         self.routes = routes
         self.config = config
@@ -363,6 +367,9 @@ class Dispatcher:
         unhandled: list[tuple[_Work, Outcome]] = []
         for item in items:
             self._held[item.id] = item.owner
+            if self.gate is not None and self.gate.applies(item.event.route):
+                tasks.append(self._spawn(self._confirm_then_handle(item, self.gate)))
+                continue
             registered = self.handlers.for_event(item.event)
             if registered:
                 tasks.append(self._spawn(self._handle(item, registered)))
@@ -403,6 +410,51 @@ class Dispatcher:
                 self._release(item)
 
     # -- one event -------------------------------------------------------------------------------
+
+    async def _confirm_then_handle(self, item: _Work, gate: ConfirmationSeam) -> None:
+        """Ask the platform before delivering: a confirmed event goes on to its handlers with the
+        job details on it; a refuted one is settled as ``refuted``; one the platform cannot speak
+        for yet stays pending, retried with backoff. Never raises; each event on its own, so a
+        slow answer about one never holds back another."""
+        try:
+            try:
+                verdict = await gate.screen(item.event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("confirm_failed", delivery_id=item.id)
+                verdict = None
+            now = self.clock()
+            if verdict is not None and verdict.action == "deliver":
+                if verdict.details is not None:
+                    event = dataclasses.replace(item.event, job_details=verdict.details)
+                    item = item._replace(event=event)
+                registered = self.handlers.for_event(item.event)
+                if registered:
+                    await self._handle(item, registered)  # releases the item itself
+                    return
+                await self._write(item, self._unhandled(item))
+            elif verdict is not None and verdict.action == "refute":
+                error = f"refuted: {verdict.reason}"
+                refuted = Outcome("refuted", item.attempts, now, item.handler_state, error)
+                await self._write(item, refuted)
+            else:
+                rounds = item.attempts + 1
+                reason = "confirmer_failed" if verdict is None else verdict.reason
+                waiting = Outcome(
+                    "pending",
+                    rounds,
+                    now + backoff_delay(rounds, self.config, self.rng),
+                    item.handler_state,
+                    f"awaiting confirmation: {reason}",
+                )
+                await self._write(item, waiting)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("dispatch_event_failed", delivery_id=item.id)
+        finally:
+            self._release(item)
 
     async def _handle(self, item: _Work, registered: Sequence[Registration]) -> None:
         """Deliver one held event and write its outcome. Never raises."""

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from callbacks.config import RouteConfig
+from callbacks.confirm.details import JobDetails
 from callbacks.store.base import StoredEvent
 
 
@@ -27,6 +28,8 @@ class Event:
     key_id: str | None
     received_at: float
     raw: Mapping[str, Any] = field(repr=False)
+    job_details: JobDetails | None = field(default=None, repr=False)
+    """What the platform's API says about the job, on routes with ``confirm`` on (else None)."""
 
     @property
     def event_type(self) -> str:

@@ -66,7 +66,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
-    from callbacks.errors import HandlerLoadError
+    from callbacks.confirm.gate import check_confirmation
+    from callbacks.errors import CallbacksError, HandlerLoadError
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
     from callbacks.sinks.delivery import check_sinks
@@ -75,7 +76,8 @@ def _check_startable(config: Config) -> None:
         read_key_file(config.keys.file)
         load_handlers(config.handler_modules, config_dir=config.base_dir)
         check_sinks(config)
-    except (KeyFileError, HandlerLoadError, ConfigError) as exc:
+        check_confirmation(config)
+    except (KeyFileError, HandlerLoadError, CallbacksError) as exc:
         fail(str(exc))
     if config.store.is_sqlite:
         # One receiver per SQLite file: take its server lock (and let go) now, so a second one

@@ -21,9 +21,18 @@ import orjson
 from callbacks.errors import SchemaOutOfDate
 
 # ``unhandled``: no handler was registered for the event's type when it was dispatched (a replay
-# delivers it once one is).
-EventStatus = Literal["pending", "delivered", "dead", "duplicate", "unhandled"]
-EVENT_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead", "duplicate", "unhandled")
+# delivers it once one is). ``refuted``: the platform's API contradicts the callback
+# (callbacks/confirm); never delivered, and it gives up its dedupe key (see _release_refuted in
+# each backend).
+EventStatus = Literal["pending", "delivered", "dead", "duplicate", "unhandled", "refuted"]
+EVENT_STATUSES: tuple[str, ...] = (
+    "pending",
+    "delivered",
+    "dead",
+    "duplicate",
+    "unhandled",
+    "refuted",
+)
 # Statuses that wait for an operator; counted by route for the metrics.
 SETTLED_FOR_OPERATOR: tuple[str, ...] = ("dead", "unhandled")
 # 1: the first schema. 2: unambiguous dedupe keys covering all content (callbacks.dedupe), and

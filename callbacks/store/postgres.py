@@ -228,6 +228,16 @@ GROUP BY route, key_id ORDER BY route, key_id
 """  # noqa: S608
 
 
+async def _release_refuted(conn: Connection, event_id: str, now: float) -> None:
+    """A refuted event gives up its dedupe key: the same content sent again later is a new
+    event, confirmed again (its duplicates so far carry that refuted content, and stay so)."""
+    await conn.execute(
+        f"UPDATE {EVENTS} SET dedupe_key = NULL, updated_at = %s "  # noqa: S608
+        "WHERE id = %s AND status = 'refuted'",
+        (now, event_id),
+    )
+
+
 class PostgresStore:
     """The inbox in PostgreSQL, through a small async connection pool.
 
@@ -484,9 +494,20 @@ class PostgresStore:
             [o.last_error for _, _, o in outcomes],
             [owner for _, owner, _ in outcomes],
         )
+        refuted = [event_id for event_id, _, o in outcomes if o.status == "refuted"]
         async with self._connection() as conn:
-            cur = await conn.execute(_FINISH_SQL, (time.time(), *columns))
-            return {row[0] for row in await cur.fetchall()}
+            now = time.time()
+            if not refuted:  # the common round: one statement, no transaction round trips
+                cur = await conn.execute(_FINISH_SQL, (now, *columns))
+                return {row[0] for row in await cur.fetchall()}
+            async with conn.transaction():
+                cur = await conn.execute(_FINISH_SQL, (now, *columns))
+                written = {row[0] for row in await cur.fetchall()}
+                # Only a refutation this run still held gives up the key.
+                for event_id in refuted:
+                    if event_id in written:
+                        await _release_refuted(conn, event_id, now)
+                return written
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, until: float) -> set[str]:
         if not leases:

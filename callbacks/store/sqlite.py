@@ -387,11 +387,13 @@ class SQLiteStore:
                 for event_id, owner, o in outcomes
             ]
         )
+        refuted = [event_id for event_id, _, o in outcomes if o.status == "refuted"]
 
         # Two statements whatever the count (RETURNING would be a step per row, see
         # _accept_all): which claims are still their owner's, then the update of those. The
         # outcomes travel as one JSON array, each with the owner whose claim it must be.
         def run(conn: sqlite3.Connection) -> set[str]:
+            now = time.time()
             held = _held_by_owner(conn, packed, owner_at=6)
             if held:
                 conn.execute(
@@ -404,8 +406,11 @@ class SQLiteStore:
                     "FROM json_each(?) AS o "
                     "WHERE events.id = json_extract(o.value, '$[0]') "
                     "AND events.claimed_by = json_extract(o.value, '$[6]')",
-                    (time.time(), packed),
+                    (now, packed),
                 )
+            for event_id in refuted:
+                if event_id in held:  # only a refutation this run still held gives up the key
+                    _release_refuted(conn, event_id, now)
             return held
 
         return await self._write(run)
@@ -599,6 +604,15 @@ def _flat(jobs: list[_Job]) -> list[Any]:
             None if lease is None else lease.until,
         )
     return params
+
+
+def _release_refuted(conn: sqlite3.Connection, event_id: str, now: float) -> None:
+    """A refuted event gives up its dedupe key: the same content sent again later is a new
+    event, confirmed again (its duplicates so far carry that refuted content, and stay so)."""
+    conn.execute(
+        "UPDATE events SET dedupe_key = NULL, updated_at = ? WHERE id = ? AND status = 'refuted'",
+        (now, event_id),
+    )
 
 
 def _duplicate(conn: sqlite3.Connection, cb: InboundCallback) -> Accepted:

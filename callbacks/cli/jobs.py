@@ -1,0 +1,127 @@
+"""``callbacks jobs ...``: results the receiver waits for (see callbacks/confirm/reconciler.py).
+
+``jobs expect`` records that a job's result is expected; the serving process polls the MetaStudio
+API for it once ``reconcile_after`` has passed without its callback. ``jobs list --overdue`` shows
+the jobs that did not finish within their time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from callbacks.cli._support import (
+    DurationType,
+    config_option,
+    echo_json,
+    fail,
+    format_table,
+    iso,
+    json_option,
+    load_config_or_fail,
+    route_or_fail,
+)
+from callbacks.confirm.expected import ExpectedJob, open_expected_jobs
+from callbacks.confirm.reconciler import DEFAULT_WITHIN, NotPollable, expect_job
+from callbacks.errors import StoreUnavailable
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Expected job results, polled from the MetaStudio API when their callback does not come.
+
+    \b
+    Example:
+      callbacks jobs expect metastudio-video 26f06524-4f75-4b3a-a853-b649a21aaf66 --within 2h
+      callbacks jobs list --overdue
+    """
+
+
+@jobs_group.command("expect")
+@config_option
+@click.argument("route_name", metavar="ROUTE")
+@click.argument("job_id")
+@click.option(
+    "--within",
+    type=DurationType(),
+    default=int(DEFAULT_WITHIN),
+    show_default="24h",
+    help="Report the job overdue if it has no result by then (30m, 2h, 7d).",
+)
+def expect(config_path: str | None, route_name: str, job_id: str, within: int) -> None:
+    """Record that JOB_ID's result is expected on ROUTE."""
+    config = load_config_or_fail(config_path)
+    route = route_or_fail(config, route_name)
+    if config.confirmation.api is None:
+        fail("expected jobs are polled from the MetaStudio API: configure [metastudio_api] first")
+    jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
+    after = config.confirmation.for_route(route.name).reconcile_after
+
+    async def run() -> ExpectedJob:
+        try:
+            return await expect_job(jobs, route, job_id, reconcile_after=after, within=within)
+        finally:
+            await jobs.close()
+
+    try:
+        job = asyncio.run(run())
+    except (NotPollable, StoreUnavailable) as exc:
+        fail(str(exc))
+    click.echo(
+        f"expecting {job.job_id} on {job.route}: polled from {iso(job.poll_after)} "
+        f"if no callback, overdue at {iso(job.deadline)}"
+    )
+
+
+@jobs_group.command("list")
+@config_option
+@click.option("--overdue", is_flag=True, help="Only jobs that did not finish within their time.")
+@json_option
+def list_jobs(config_path: str | None, overdue: bool, as_json: bool) -> None:
+    """Expected jobs and what polling found."""
+    config = load_config_or_fail(config_path)
+    jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
+
+    async def run() -> list[ExpectedJob]:
+        try:
+            return await jobs.list(overdue=overdue)
+        finally:
+            await jobs.close()
+
+    try:
+        found = asyncio.run(run())
+    except StoreUnavailable as exc:
+        fail(str(exc))
+    if as_json:
+        echo_json([_summary(j) for j in found])
+        return
+    if not found:
+        click.echo("no expected jobs match", err=True)
+        return
+    headers = ("ROUTE", "JOB ID", "STATE", "POLLS", "LAST SEEN", "DEADLINE", "EVENT")
+    rows = [
+        [j.route, j.job_id, j.state, str(j.polls), j.last_state or "-", iso(j.deadline),
+         j.event_id or "-"]
+        for j in found
+    ]  # fmt: skip
+    click.echo(format_table(headers, rows))
+
+
+def _summary(job: ExpectedJob) -> dict[str, object]:
+    return {
+        "route": job.route,
+        "job_id": job.job_id,
+        "state": job.state,
+        "polls": job.polls,
+        "last_state": job.last_state,
+        "expected_at": iso(job.expected_at),
+        "poll_after": iso(job.poll_after),
+        "deadline": iso(job.deadline),
+        "overdue": job.state == "overdue",
+        "event_id": job.event_id,
+    }
+
+
+def register(main: click.Group) -> None:
+    main.add_command(jobs_group)
