@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callbacks.admin.settings import AdminConfig, read_admin
 from callbacks.errors import ConfigError
 from callbacks.sinks.settings import SinkConfig, read_sinks
 from callbacks.store.url import check_store_url, is_sqlite_url
@@ -117,6 +118,8 @@ class Config:
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    admin: AdminConfig | None = None
+    """The operator console's listener; None: off."""
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
 
@@ -155,7 +158,7 @@ def parse_config(
     env = os.environ if env is None else env
     base_dir = base_dir or Path.cwd()
     reader.no_unknown(
-        data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks"}
+        data, "", {"server", "store", "keys", "dispatch", "handlers", "routes", "sinks", "admin"}
     )
 
     server = _read_server(reader, reader.table(data, "server"))
@@ -189,10 +192,12 @@ def parse_config(
         handler_modules=modules,
         routes=routes,
         sinks=sinks,
+        admin=read_admin(data.get("admin"), source=source),
         base_dir=base_dir,
     )
     config = apply_env_overrides(config, env)
     _check_store_url(config)
+    _check_admin_port(config)
     return config
 
 
@@ -374,6 +379,17 @@ def _check_unique(reader: _Reader, routes: tuple[RouteConfig, ...]) -> None:
             raise ConfigError(reader.source, f"routes ({route.name}).path", "path used twice")
         names.add(route.name)
         paths.add(route.path)
+
+
+def _check_admin_port(config: Config) -> None:
+    """The console never shares the callback port: a proxy exposing one must not expose both."""
+    admin = config.admin
+    if admin is not None and admin.overlaps(config.server.host, config.server.port):
+        raise ConfigError(
+            config.source,
+            "admin.listen",
+            f"{admin.listen} is the callback port; give the console a port of its own",
+        )
 
 
 def _check_store_url(config: Config) -> None:
