@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import click
 
-from callbacks import cli_events, cli_keys, cli_simulate, cli_sinks
+from callbacks import cli_console, cli_events, cli_keys, cli_simulate, cli_sinks
 from callbacks.cli_support import (
     config_option,
     fail,
@@ -133,5 +133,5 @@ def db_upgrade(config_path: str | None) -> None:
     click.echo(f"schema up to date ({config.store.url.split('://', 1)[0]})")
 
 
-for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks):
+for command_module in (cli_keys, cli_events, cli_simulate, cli_sinks, cli_console):
     command_module.register(main)

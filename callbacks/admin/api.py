@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from callbacks.admin import openapi
 from callbacks.admin.auth import Principal
-from callbacks.admin.context import Console, console_of
+from callbacks.admin.context import Console, console_of, event_id_param
 from callbacks.admin.guard import FORM_LIMIT, answer, api, refusal
 from callbacks.admin.queries import (
     BadQuery,
@@ -77,23 +77,17 @@ async def list_events(request: Request, principal: Principal) -> Response:
 async def show_event(request: Request, principal: Principal) -> Response:
     console = console_of(request)
     store = await console.admin_store()
-    event = await store.get(_event_id(request))
+    event = await store.get(event_id_param(request))
     if event is None:
         return refusal(404, "not_found")
     return answer(200, await event_detail(store, event))
-
-
-def _event_id(request: Request) -> str:
-    event_id = str(request.path_params["event_id"])
-    # Prefixes are accepted as on the command line; anything but hex matches nothing.
-    return event_id if event_id.isascii() and event_id.isalnum() else "-"
 
 
 @api(act=True)
 async def replay_event(request: Request, principal: Principal) -> Response:
     console = console_of(request)
     store = await console.admin_store()
-    event = await store.get(_event_id(request))
+    event = await store.get(event_id_param(request))
     if event is None:
         return refusal(404, "not_found")
     if event.status == "duplicate":

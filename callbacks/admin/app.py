@@ -15,11 +15,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks.admin.auth import AdminTokens
-from callbacks.admin.context import Console
+from callbacks.admin.context import Console, ConsoleStore
 from callbacks.admin.guard import refusal
 from callbacks.config import Config
 from callbacks.errors import StoreUnavailable
-from callbacks.store import Store, open_store
+from callbacks.store import open_store
 
 # The pages need nothing from elsewhere, so the browser is told to load nothing from elsewhere,
 # never to frame them, and never to keep them (they show event bodies).
@@ -69,7 +69,7 @@ def create_admin_app(
     config: Config,
     tokens: AdminTokens,
     *,
-    store: Store | None = None,
+    store: ConsoleStore | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The console for ``config``'s store and keys; ``store`` defaults to ``store.url``'s."""

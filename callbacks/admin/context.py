@@ -7,20 +7,27 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from starlette.requests import Request
 
 from callbacks.admin.auth import SESSION_COOKIE, AdminTokens, Principal, Sessions, authenticate
 from callbacks.config import Config
 from callbacks.keyfile import KeyFile, read_key_file
-from callbacks.store import Store
+from callbacks.store import Admin, Lifecycle
+
+
+class ConsoleStore(Lifecycle, Admin, Protocol):
+    """The store as the console uses it: the admin role, plus the pending count for health."""
+
+    async def inbox_depth(self) -> int: ...
 
 
 @dataclass
 class Console:
     config: Config
     tokens: AdminTokens
-    store: Store
+    store: ConsoleStore
     clock: Callable[[], float] = time.time
     sessions: Sessions = field(init=False)
     _opened: bool = field(default=False, init=False)
@@ -29,7 +36,7 @@ class Console:
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.tokens)
 
-    async def admin_store(self) -> Store:
+    async def admin_store(self) -> ConsoleStore:
         """The store, opened on first use; StoreUnavailable (a 503) until it can be."""
         if self._opened:
             return self.store
@@ -56,6 +63,13 @@ class Console:
             request.headers.get("authorization"),
             request.cookies.get(SESSION_COOKIE),
         )
+
+
+def event_id_param(request: Request) -> str:
+    """The ``{event_id}`` of the path: an id or a unique prefix, as on the command line;
+    anything but letters and digits matches nothing."""
+    event_id = str(request.path_params["event_id"])
+    return event_id if event_id.isascii() and event_id.isalnum() else "-"
 
 
 def console_of(request: Request) -> Console:

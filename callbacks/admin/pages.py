@@ -21,7 +21,7 @@ from callbacks.admin.auth import (
     SIGN_IN_COOKIE,
     Principal,
 )
-from callbacks.admin.context import console_of
+from callbacks.admin.context import console_of, event_id_param
 from callbacks.admin.guard import page, page_action, read_form
 from callbacks.admin.queries import (
     BadQuery,
@@ -175,7 +175,7 @@ async def event_page(request: Request) -> Response:
         return caller
     console = console_of(request)
     store = await console.admin_store()
-    event = await store.get(str(request.path_params["event_id"]))
+    event = await store.get(event_id_param(request))
     if event is None:
         return render(request, "error.html", caller, status=404, message="No such event.")
     return render(
@@ -194,7 +194,7 @@ async def replay_confirm(request: Request) -> Response:
     if isinstance(caller, Response):
         return caller
     store = await console_of(request).admin_store()
-    event = await store.get(str(request.path_params["event_id"]))
+    event = await store.get(event_id_param(request))
     if event is None:
         return render(request, "error.html", caller, status=404, message="No such event.")
     return render(request, "replay.html", caller, event=event, attempts=attempts(event))
@@ -203,7 +203,7 @@ async def replay_confirm(request: Request) -> Response:
 @page_action
 async def replay(request: Request, principal: Principal, form: Any) -> Response:
     store = await console_of(request).admin_store()
-    event = await store.get(str(request.path_params["event_id"]))
+    event = await store.get(event_id_param(request))
     if event is None or event.status == "duplicate":
         message = "No such event." if event is None else "A duplicate: replay its original."
         return render(request, "error.html", principal, status=409, message=message)

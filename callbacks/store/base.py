@@ -132,6 +132,7 @@ class EventFilter:
     until: float | None = None
     key_id: str | None = None
     before_id: str | None = None
+    after_id: str | None = None
     body_contains: bytes | None = None
     """Only bodies holding these bytes (a cheap first pass; callers check the parsed body)."""
 
@@ -150,6 +151,7 @@ class EventFilter:
             ("received_at", "<", self.until),
             ("key_id", "=", self.key_id),
             ("id", "<", self.before_id),
+            ("id", ">", self.after_id),
         ):
             if value is not None and value != "":
                 clauses.append(f"{column} {op} {placeholder}")
