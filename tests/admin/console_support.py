@@ -92,9 +92,13 @@ class Console:
         self.server.stop()
 
 
-def write_console_setup(root: Path, *, admin_port: int | None = None) -> tuple[Setup, int]:
+def write_console_setup(
+    root: Path, *, admin_port: int | None = None, store_url: str | None = None
+) -> tuple[Setup, int]:
     routes = console_routes()
-    setup = Setup(root, routes, keys_for(routes), dispatch={"max_attempts": 2}).write()
+    setup = Setup(
+        root, routes, keys_for(routes), store_url=store_url, dispatch={"max_attempts": 2}
+    ).write()
     (setup.root / "console_handlers.py").write_text(CONSOLE_HANDLERS)
     config = tomllib.loads(setup.config_path.read_text())
     port = admin_port or free_port()
@@ -104,9 +108,12 @@ def write_console_setup(root: Path, *, admin_port: int | None = None) -> tuple[S
     return setup, port
 
 
-def start_console(root: Path) -> Console:
-    setup, port = write_console_setup(root)
+def start_console(
+    root: Path, *, store_url: str | None = None, env: dict[str, str] | None = None
+) -> Console:
+    setup, port = write_console_setup(root, store_url=store_url)
     env = {
+        **(env or {}),
         "CALLBACKS_ADMIN_TOKEN": ADMIN_TOKEN,
         "CALLBACKS_ADMIN_READ_ONLY_TOKEN": READ_ONLY_TOKEN,
         "CONSOLE_FAIL_FLAG": str(root / "fail.flag"),

@@ -306,3 +306,63 @@ def test_openapi_lists_every_api_route(console: Console) -> None:
     assert described == served
     # ... and the auth test above tries every one of them.
     assert {(m, p.replace("0123", "{event_id}")) for m, p in ENDPOINTS} == served
+
+
+# -- pages over plain HTTP (the browser tests drive them for real) -------------------------------
+
+
+def test_pages_send_a_signed_out_browser_to_the_sign_in_form(console: Console) -> None:
+    answer = httpx.get(console.url + "/events/0123?x=1")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=%2Fevents%2F0123%3Fx%3D1"
+
+
+def test_sign_in_never_redirects_off_the_console(console: Console) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "keys"):
+        with httpx.Client(base_url=console.url) as browser:
+            form = browser.get("/login", params={"next": target})
+            assert 'name="next" value="/"' in form.text
+            nonce = form.text.split('name="nonce" value="')[1].split('"')[0]
+            answer = browser.post(
+                "/login", data={"token": ADMIN_TOKEN, "nonce": nonce, "next": target}
+            )
+            assert answer.status_code == 303
+            assert answer.headers["location"] == "/"
+
+
+def test_sign_in_without_the_form_nonce_is_refused(console: Console) -> None:
+    answer = httpx.post(console.url + "/login", data={"token": ADMIN_TOKEN, "nonce": "x"})
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+
+
+def test_pages_answer_bad_input_with_4xx(console: Console, ids: dict[str, list[str]]) -> None:
+    with httpx.Client(base_url=console.url) as browser:
+        sign_in(browser, READ_ONLY_TOKEN)
+        assert browser.get("/", params={"status": "lost"}).status_code == 400
+        assert browser.get("/", params={"since": "\x00"}).status_code == 400
+        assert browser.get("/events/ffffffffffff").status_code == 404
+        assert browser.get("/events/..%2f..").status_code == 404
+        assert browser.get("/nowhere").status_code == 404
+        assert browser.put("/api/events").status_code == 405
+        page = browser.get(f"/events/{ids['ms-live'][0]}")
+        assert page.status_code == 200
+        assert STREAM_KEY not in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["cache-control"] == "no-store"
+        # A reader's page offers no action, and posting the form anyway is refused.
+        assert "/replay" not in page.text
+        token = csrf_of(page.text)
+        answer = browser.post(f"/events/{ids['dead'][0]}/replay", data={"csrf": token})
+        assert answer.status_code == 403
+        assert answer.json()["reason"] == "read_only"
+
+
+def test_sign_out_ends_the_session_in_the_browser(console: Console) -> None:
+    with httpx.Client(base_url=console.url) as browser:
+        sign_in(browser, ADMIN_TOKEN)
+        token = csrf_of(browser.get("/").text)
+        answer = browser.post("/logout", data={"csrf": token})
+        assert answer.status_code == 303
+        assert browser.get("/").status_code == 303
