@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from callbacks._toml import TomlUnreadable, read_toml
+from callbacks.admin.settings import AdminConfig, read_admin
 from callbacks.confirm.settings import ROUTE_SETTINGS, ConfirmationSettings, read_confirmation
 from callbacks.errors import ConfigError
 from callbacks.sinks.settings import SinkConfig, read_sinks
@@ -143,6 +144,8 @@ class Config:
     handler_modules: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    admin: AdminConfig | None = None
+    """The operator console's listener; None: off."""
     base_dir: Path = field(default_factory=Path.cwd)
     """The folder relative paths in the file are resolved against (the config file's own)."""
     confirmation: ConfirmationSettings = field(default_factory=ConfirmationSettings)
@@ -186,6 +189,7 @@ def parse_config(
         "routes",
         "sinks",
         "metastudio_api",
+        "admin",
     }
     reader.no_unknown(data, "", tables)
 
@@ -220,11 +224,13 @@ def parse_config(
         handler_modules=modules,
         routes=routes,
         sinks=sinks,
+        admin=read_admin(data.get("admin"), source=source),
         base_dir=base_dir,
         confirmation=read_confirmation(data, source=source, base_dir=base_dir),
     )
     config = apply_env_overrides(config, env)
     _check_store_url(config)
+    _check_admin_port(config)
     return config
 
 
@@ -457,6 +463,17 @@ def _check_unique(reader: _Reader, routes: tuple[RouteConfig, ...]) -> None:
             raise ConfigError(reader.source, f"routes ({route.name}).path", "path used twice")
         names.add(route.name)
         paths.add(route.path)
+
+
+def _check_admin_port(config: Config) -> None:
+    """The console never shares the callback port: a proxy exposing one must not expose both."""
+    admin = config.admin
+    if admin is not None and admin.overlaps(config.server.host, config.server.port):
+        raise ConfigError(
+            config.source,
+            "admin.listen",
+            f"{admin.listen} is the callback port; give the console a port of its own",
+        )
 
 
 def _check_store_url(config: Config) -> None:

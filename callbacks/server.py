@@ -20,6 +20,8 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from callbacks.admin.auth import ConsoleUnavailable
+from callbacks.admin.serve import ConsoleListener
 from callbacks.app import create_app
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
@@ -51,7 +53,14 @@ def run(config: Config) -> None:
     os.environ[CONFIG_ENV] = config.source
     configure_logging(config.server.log_format)
     with _metrics_dir(config.server.workers):
-        _serve(config)
+        try:
+            console = ConsoleListener(config)  # [admin] listen: the console, beside
+        except ConsoleUnavailable as exc:  # asked for and not had: say why, and do not serve
+            sys.exit(f"error: {exc}")
+        try:
+            _serve(config)
+        finally:
+            console.stop()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from callbacks.cli import db, events, jobs, keys, serve, simulate, sinks, url
+from callbacks.cli import console, db, events, jobs, keys, serve, simulate, sinks, url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,5 +31,5 @@ def main() -> None:
 
 
 # ``sinks`` adds ``keys sink``, so it comes after ``keys``.
-for command_module in (serve, db, keys, events, simulate, url, sinks, jobs):
+for command_module in (serve, db, keys, events, simulate, url, sinks, jobs, console):
     command_module.register(main)

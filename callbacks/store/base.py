@@ -135,23 +135,44 @@ class KeyUsage:
 
 @dataclass(frozen=True)
 class EventFilter:
+    """Which events to list, newest first; ``before_id`` pages on by id (keyset pagination: ids
+    sort by arrival, so each page is one index range scan however deep it is)."""
+
     route: str | None = None
     status: str | None = None
     since: float | None = None
     limit: int = 100
+    event_type: str | None = None
+    until: float | None = None
+    key_id: str | None = None
+    before_id: str | None = None
+    after_id: str | None = None
+    body_contains: bytes | None = None
+    """Only bodies holding these bytes (a cheap first pass; callers check the parsed body)."""
 
-    def where_sql(self, placeholder: str) -> tuple[str, tuple[Any, ...]]:
-        """`` WHERE ...`` (or nothing) and its parameters, in the driver's placeholder style."""
+    def where_sql(
+        self, placeholder: str, *, contains: str = "instr(body, {}) > 0"
+    ) -> tuple[str, tuple[Any, ...]]:
+        """`` WHERE ...`` (or nothing) and its parameters, in the driver's placeholder style;
+        ``contains`` is the backend's "body holds these bytes" test, ``{}`` the placeholder."""
         clauses: list[str] = []
         params: list[Any] = []
         for column, op, value in (
             ("route", "=", self.route),
             ("status", "=", self.status),
             ("received_at", ">=", self.since),
+            ("event_type", "=", self.event_type),
+            ("received_at", "<", self.until),
+            ("key_id", "=", self.key_id),
+            ("id", "<", self.before_id),
+            ("id", ">", self.after_id),
         ):
             if value is not None and value != "":
                 clauses.append(f"{column} {op} {placeholder}")
                 params.append(value)
+        if self.body_contains:
+            clauses.append(contains.format(placeholder))
+            params.append(self.body_contains)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 

@@ -592,7 +592,7 @@ class PostgresStore:
 
     # ``list`` last: inside the class its name hides the builtin in later annotations.
     async def list_events(self, where: EventFilter) -> list[StoredEvent]:
-        clauses, params = where.where_sql("%s")
+        clauses, params = where.where_sql("%s", contains="position({} IN body) > 0")
         sql = f"SELECT {_columns()} FROM {EVENTS}{clauses} ORDER BY id DESC LIMIT %s"  # noqa: S608
         async with self._connection() as conn:
             cur = await conn.execute(sql, (*params, where.limit))

@@ -1,0 +1,61 @@
+"""The ``[admin]`` settings: where the console listens, if anywhere.
+
+    [admin]
+    listen = "127.0.0.1:8001"    # off when absent; never the callback port
+
+The tokens are secrets, so they live in the key file (``[admin] token``, ``read_only_token``) or
+the environment, never here (see :mod:`callbacks.admin.auth`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from callbacks.errors import ConfigError
+
+_ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 - names for "every interface", compared only
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    host: str
+    port: int
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def overlaps(self, host: str, port: int) -> bool:
+        """Whether a listener on ``host:port`` would take this one's socket (or the reverse)."""
+        if port != self.port:
+            return False
+        return host == self.host or host in _ANY_HOST or self.host in _ANY_HOST
+
+
+def read_admin(raw: object, *, source: str) -> AdminConfig | None:
+    """The ``[admin]`` table, checked; None when the console is off."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, "admin", "must be a table")
+    table: Mapping[str, Any] = raw
+    unknown = set(table) - {"listen"}
+    if unknown:
+        raise ConfigError(source, f"admin.{min(unknown)}", "unknown setting (known: listen)")
+    listen = table.get("listen")
+    if listen is None:
+        return None
+    if not isinstance(listen, str):
+        raise ConfigError(source, "admin.listen", 'must be "HOST:PORT", e.g. "127.0.0.1:8001"')
+    return parse_listen(listen, source=source)
+
+
+def parse_listen(listen: str, *, source: str) -> AdminConfig:
+    host, sep, port_text = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    valid = bool(sep and host) and port_text.isascii() and port_text.isdigit()
+    if not valid or not 1 <= int(port_text[:6] or 0) <= 65535:
+        raise ConfigError(source, "admin.listen", 'must be "HOST:PORT", e.g. "127.0.0.1:8001"')
+    return AdminConfig(host=host, port=int(port_text))
