@@ -59,6 +59,8 @@ from verify.sensetime import generate_auth_key, sign  # noqa: E402
 
 # (substring of a frame's file path, layer), tried innermost frame first.
 RULES: list[tuple[str, str]] = [
+    # uvicorn's send() called through Starlette's send wrappers: the server writing the answer.
+    ("/uvicorn/", "server stack: uvicorn, httptools, asyncio, sockets"),
     ("/structlog/", "log line"),
     ("callbacks/logs.py", "log line"),
     ("/prometheus_client/", "metrics"),

@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,9 @@ class Scenario:
     kind: str  # bare, receiver, naive, forged, postgres
     workers: int
     one_connection: bool = False
+    # --variant NAME:KEY=VALUE: the receiver again with this environment, for A/B runs
+    variant: str = ""
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -99,7 +102,8 @@ class Scenario:
         }[self.kind]
         workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
         conns = ", 1 connection" if self.one_connection else ""
-        return f"{what} ({workers}{conns})"
+        variant = f", variant {self.variant}: {' '.join(f'{k}={v}' for k, v in self.env)}"
+        return f"{what} ({workers}{conns}{variant if self.variant else ''})"
 
     @property
     def stores(self) -> bool:
@@ -109,7 +113,9 @@ class Scenario:
 LETTER = {"bare": "a", "receiver": "b", "naive": "c", "forged": "d", "postgres": "p"}
 
 
-def scenario_table(workers: list[int], postgres: bool) -> dict[str, Scenario]:
+def scenario_table(
+    workers: list[int], postgres: bool, variants: list[tuple[str, dict[str, str]]] | None = None
+) -> dict[str, Scenario]:
     table: dict[str, Scenario] = {}
     for n in workers:
         for kind in ("bare", "receiver", "naive", "forged"):
@@ -118,7 +124,20 @@ def scenario_table(workers: list[int], postgres: bool) -> dict[str, Scenario]:
             table[f"p{n}"] = Scenario("postgres", n)
     for kind in ("bare", "receiver", "naive"):
         table[f"{LETTER[kind]}1/1c"] = Scenario(kind, 1, one_connection=True)
+    for name, env in variants or []:
+        for key, spec in list(table.items()):
+            if spec.kind in ("receiver", "forged", "postgres") and not spec.variant:
+                pairs = tuple(sorted(env.items()))
+                table[f"{key}@{name}"] = replace(spec, variant=name, env=pairs)
     return table
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+    if not name or not env:
+        raise argparse.ArgumentTypeError("expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    return name, env
 
 
 CONFIG_TEMPLATE = """\
@@ -373,7 +392,11 @@ def start_naive(run_dir: Path, secret: str, workers: int) -> Server:
 
 
 def start_receiver(
-    run_dir: Path, secret: str, workers: int = 1, store_url: str | None = None
+    run_dir: Path,
+    secret: str,
+    workers: int = 1,
+    store_url: str | None = None,
+    extra_env: tuple[tuple[str, str], ...] = (),
 ) -> Server:
     """The receiver with a SQLite store in ``run_dir``, or the PostgreSQL store at ``store_url``
     (through CALLBACKS_STORE_URL, migrated first with ``callbacks db upgrade``)."""
@@ -393,6 +416,7 @@ def start_receiver(
         for k, v in os.environ.items()
         if not k.startswith("CALLBACKS_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
+    env.update(extra_env)
     if store_url is not None:
         env["CALLBACKS_STORE_URL"] = store_url
         upgrade = [*receiver_command(), "db", "upgrade", "--config", str(config)]
@@ -619,7 +643,7 @@ def measure(
 ) -> RunResult | None:
     """One measured run; None if the server refuses the scenario (e.g. a store that takes one
     worker process only)."""
-    run_dir = workdir / f"r{repeat}-{key.replace('/', '-')}"
+    run_dir = workdir / f"r{repeat}-{key.replace('/', '-').replace('@', '-')}"
     run_dir.mkdir()
     duration = duration or args.duration
     connections = 1 if spec.one_connection else args.connections
@@ -637,8 +661,8 @@ def measure(
         server = start_naive(run_dir, secret, spec.workers)
     else:
         store_url = None if schema is None else schema_url(args.postgres, schema)
-        server = start_receiver(run_dir, secret, spec.workers, store_url)
-    tag = f"m{repeat}{key.replace('/', '')}"
+        server = start_receiver(run_dir, secret, spec.workers, store_url, spec.env)
+    tag = f"m{repeat}{key.replace('/', '').replace('@', '')}"
     try:
         if not server.wait_healthy(fatal=spec.kind != "receiver" or spec.workers == 1):
             return None
@@ -823,6 +847,17 @@ def ratio_lines(
                 b["rss_mb"] <= TARGETS["rss_mb"],
                 f"≤ {TARGETS['rss_mb']:.0f}",
             )
+    for key, m in summary.items():
+        base = summary.get(key.partition("@")[0])
+        if "@" in key and base is not None:
+            ratios[f"{key} / base"] = m["rps"] / base["rps"]
+            lines.append(
+                f"- ({key}) against ({key.partition('@')[0]}): req/s ratio "
+                f"{m['rps'] / base['rps']:.2f}, "
+                f"p50 {m['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms, "
+                f"p99 {m['p99_ms']:.2f} vs {base['p99_ms']:.2f} ms, "
+                f"CPU {m['cpu_us']:.0f} vs {base['cpu_us']:.0f} µs/req"
+            )
     one = summary.get("b1/1c")
     if one is not None:
         verdict(
@@ -955,6 +990,15 @@ def main() -> int:
         "--only", type=lambda s: s.split(","), default=None, help="run only these scenarios"
     )
     parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="also run each receiver scenario with this environment, as KEY@NAME (A/B runs; "
+        "e.g. PYTHONPATH=<another checkout> runs that checkout's receiver side by side)",
+    )
+    parser.add_argument(
         "--flood", type=int, default=0, metavar="S", help="add one forged flood of S seconds"
     )
     parser.add_argument(
@@ -990,7 +1034,7 @@ def main() -> int:
             die("--postgres needs psycopg (pip install -e '.[postgres]')")
         postgres = check_postgres(args.postgres)
 
-    table = scenario_table(args.workers, postgres is not None)
+    table = scenario_table(args.workers, postgres is not None, args.variant)
     if args.only:
         unknown = set(args.only) - set(table)
         if unknown:
