@@ -1036,10 +1036,11 @@ def main() -> int:
 
     table = scenario_table(args.workers, postgres is not None, args.variant)
     if args.only:
-        unknown = set(args.only) - set(table)
+        unknown = set(args.only) - {k.partition("@")[0] for k in table}
         if unknown:
             parser.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(table)}")
-        table = {k: v for k, v in table.items() if k in args.only}
+        # a variant runs with its base scenario
+        table = {k: v for k, v in table.items() if k.partition("@")[0] in args.only}
 
     command = shlex.join([sys.executable, *(redact_arg(a) for a in sys.argv)])
     load_before = uptime_line()
