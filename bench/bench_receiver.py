@@ -644,7 +644,7 @@ def measure(
     """One measured run; None if the server refuses the scenario (e.g. a store that takes one
     worker process only)."""
     run_dir = workdir / f"r{repeat}-{key.replace('/', '-').replace('@', '-')}"
-    run_dir.mkdir()
+    run_dir.mkdir(parents=True)
     duration = duration or args.duration
     connections = 1 if spec.one_connection else args.connections
     # Signed now, per run: the timestamp must stay within the route's max_age for the whole run.
