@@ -1,7 +1,7 @@
 """Where the time goes in the live server under wrk load, layer by layer: bare app against receiver.
 
 Run as ``python bench/bench_live.py [--duration 8] [--connections 64] [--rounds 2] [--strace]``
-from the repository root. Needs wrk and py-spy (``pip install py-spy``; it reads the server's
+from the repository root. Needs wrk and py-spy (``pip install -e '.[bench]'``; it reads the server's
 stacks with ptrace, so it may need root or ``kernel.yama.ptrace_scope=0``); ``--strace`` also
 needs strace.
 
