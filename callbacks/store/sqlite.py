@@ -56,6 +56,8 @@ _DELETE = "DELETE FROM events"
 
 # Twelve parameters a row; SQLite before 3.32 allows 999 per statement.
 _ROWS_PER_INSERT = 80
+# Outcomes wait this long (seconds) for a batch of callbacks to ride in (see GroupCommit).
+_OUTCOME_LINGER = 0.02
 
 # Schema 1: the tables. Later versions change them in :data:`_MIGRATIONS`.
 _SCHEMA_1 = (
@@ -281,10 +283,10 @@ class SQLiteStore:
 
     # -- batches -------------------------------------------------------------------------------
 
-    async def _submit(self, job: _Job) -> Any:
+    async def _submit(self, job: _Job, *, linger: float = 0.0) -> Any:
         if self._conn is None:
             raise StoreUnavailable("the SQLite store is not open")
-        return await self._commits.submit(job)
+        return await self._commits.submit(job, linger=linger)
 
     async def _write_jobs(self, batch: list[_Job]) -> list[Any]:
         try:
@@ -312,8 +314,10 @@ class SQLiteStore:
         # a cancelled flusher cannot touch the connection while the COMMIT runs.
         await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> T:
-        return await self._submit(_Job(fn, atomic=atomic))  # type: ignore[no-any-return]
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, linger: float = 0.0
+    ) -> T:
+        return await self._submit(_Job(fn, atomic=atomic), linger=linger)  # type: ignore[no-any-return]
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -413,7 +417,7 @@ class SQLiteStore:
                     _release_refuted(conn, event_id, now)
             return held
 
-        return await self._write(run)
+        return await self._write(run, linger=_OUTCOME_LINGER)
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, until: float) -> set[str]:
         if not leases:
