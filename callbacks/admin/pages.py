@@ -29,11 +29,11 @@ from callbacks.admin.queries import (
     attempts,
     event_detail,
     find_events,
-    iso,
     job_ids,
     pretty,
 )
 from callbacks.errors import KeyFileError
+from callbacks.event_view import iso
 from callbacks.store import EVENT_STATUSES, StoredEvent
 
 _HERE = Path(__file__).parent

@@ -18,8 +18,8 @@ import orjson
 
 from callbacks.config import Config
 from callbacks.errors import CallbacksError
+from callbacks.event_view import display_body, event_summary, iso
 from callbacks.keyfile import KeyFile
-from callbacks.masking import masked, masked_value
 from callbacks.store import EVENT_STATUSES, Admin, EventFilter, KeyUsage, StoredEvent
 
 MAX_LIMIT = 500
@@ -138,13 +138,6 @@ def parse_moment(value: str | None, now: float, name: str) -> float | None:
     return moment.timestamp()
 
 
-def iso(moment: float | None) -> str:
-    """UTC, to the second, with a Z; ``-`` for nothing."""
-    if moment is None:
-        return "-"
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _json_text(text: str) -> bytes:
     """How ``text`` appears inside a JSON body (escapes and all, as encoders write it)."""
     return orjson.dumps(text)[1:-1]
@@ -208,32 +201,7 @@ def job_id_matches(event: StoredEvent, text: str | None) -> bool:
 
 
 def summary(event: StoredEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "received_at": iso(event.received_at),
-        "route": event.route,
-        "provider": event.provider,
-        "event_type": event.event_type,
-        "status": event.status,
-        "attempts": event.attempts,
-        "key_id": event.key_id,
-        "job_ids": job_ids(event),
-        "next_attempt_at": iso(event.next_attempt_at) if event.status == "pending" else None,
-        "last_error": event.last_error,
-        "duplicate_of": event.duplicate_of,
-        "updated_at": iso(event.updated_at),
-    }
-
-
-def display_body(event: StoredEvent) -> Any:
-    """The body as ``callbacks events show`` shows it: JSON with credentials masked."""
-    try:
-        raw = orjson.loads(event.body)
-    except orjson.JSONDecodeError:
-        return masked_value(event.body.decode("utf-8", "replace"))
-    if not isinstance(raw, dict):
-        return masked_value(raw)
-    return masked(event.provider, raw)
+    return {**event_summary(event), "job_ids": job_ids(event)}
 
 
 def pretty(value: Any) -> str:

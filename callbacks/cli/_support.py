@@ -172,15 +172,6 @@ class MomentType(_MomentParam):
             self.fail(str(exc), param, ctx)
 
 
-def iso(moment: datetime | float | None) -> str:
-    """UTC, to the second, with a Z: ``2026-12-01T08:00:00Z``; ``-`` for nothing."""
-    if moment is None:
-        return "-"
-    if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def ago(seconds: float) -> str:
     """A short human span: ``45s``, ``12m``, ``5h``, ``3d``."""
     seconds = max(0.0, seconds)

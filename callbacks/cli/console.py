@@ -16,6 +16,7 @@ import orjson
 from callbacks.cli._support import config_option, echo_json, fail, json_option, load_config_or_fail
 from callbacks.config import Config, load_config
 from callbacks.errors import CallbacksError, StoreUnavailable
+from callbacks.event_view import iso
 from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent, open_store
 
 _PAGE = 500
@@ -73,7 +74,7 @@ class Tail:
 
 
 def _line(event: StoredEvent, colour: bool) -> str:
-    from callbacks.admin.queries import iso, job_ids
+    from callbacks.admin.queries import job_ids
 
     status = event.status.ljust(9)
     if colour:

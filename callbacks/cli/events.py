@@ -19,13 +19,12 @@ from callbacks.cli._support import (
     echo_json,
     fail,
     format_table,
-    iso,
     json_option,
     load_config_or_fail,
     run_with_store,
 )
 from callbacks.config import Config
-from callbacks.masking import masked, masked_value
+from callbacks.event_view import display_body, event_summary, iso
 from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
 
 
@@ -89,7 +88,7 @@ def list_events(
 
     events: list[StoredEvent] = run_with_store(config, run)
     if as_json:
-        echo_json([_summary(e) for e in events])
+        echo_json([event_summary(e) for e in events])
         return
     if not events:
         click.echo("no events match", err=True)
@@ -112,23 +111,6 @@ def _table_row(event: StoredEvent) -> list[str]:
     ]
 
 
-def _summary(event: StoredEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "received_at": iso(event.received_at),
-        "route": event.route,
-        "provider": event.provider,
-        "event_type": event.event_type,
-        "status": event.status,
-        "attempts": event.attempts,
-        "key_id": event.key_id,
-        "next_attempt_at": iso(event.next_attempt_at) if event.status == "pending" else None,
-        "last_error": event.last_error,
-        "duplicate_of": event.duplicate_of,
-        "updated_at": iso(event.updated_at),
-    }
-
-
 # --------------------------------------------------------------------------- show
 
 
@@ -148,9 +130,9 @@ def show(config_path: str | None, event_id: str, as_json: bool) -> None:
     config = load_config_or_fail(config_path)
     event = _get_or_fail(config, event_id)
     original = _original_of(config, event)
-    body = _display_body(original or event)
+    body = display_body(original or event)
     if as_json:
-        shown = {**_summary(event), "handler_state": event.handler_state, "body": body}
+        shown = {**event_summary(event), "handler_state": event.handler_state, "body": body}
         if event.status == "duplicate":
             shown["body_sha256"] = event.body_sha256
             shown["body_of"] = original.id if original is not None else None
@@ -207,19 +189,8 @@ def _get_or_fail(config: Config, id_prefix: str) -> StoredEvent:
 
 
 def _detail_rows(event: StoredEvent) -> list[list[str]]:
-    summary = _summary(event)
+    summary = event_summary(event)
     return [[name, "-" if value is None else str(value)] for name, value in summary.items()]
-
-
-def _display_body(event: StoredEvent) -> Any:
-    """The body as JSON with its authentication fields masked; text if it is not JSON."""
-    try:
-        raw = orjson.loads(event.body)
-    except orjson.JSONDecodeError:
-        return event.body.decode("utf-8", "replace")
-    if not isinstance(raw, dict):
-        return masked_value(raw)
-    return masked(event.provider, raw)
 
 
 def _pretty(value: Any) -> str:

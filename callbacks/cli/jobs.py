@@ -17,7 +17,6 @@ from callbacks.cli._support import (
     echo_json,
     fail,
     format_table,
-    iso,
     json_option,
     load_config_or_fail,
     route_or_fail,
@@ -25,6 +24,7 @@ from callbacks.cli._support import (
 from callbacks.confirm.expected import ExpectedJob, open_expected_jobs
 from callbacks.confirm.reconciler import DEFAULT_WITHIN, NotPollable, expect_job
 from callbacks.errors import StoreUnavailable
+from callbacks.event_view import iso
 
 
 @click.group("jobs")

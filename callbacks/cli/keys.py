@@ -29,7 +29,6 @@ from callbacks.cli._support import (
     echo_json,
     fail,
     format_table,
-    iso,
     json_option,
     load_config_or_fail,
     missing_sqlite_file,
@@ -41,6 +40,7 @@ from callbacks.cli._support import (
 )
 from callbacks.config import PROVIDERS, Config
 from callbacks.errors import KeyFileError, StoreUnavailable
+from callbacks.event_view import iso
 from callbacks.keyfile import KeyEntry, KeyFile
 from callbacks.rotation import KeyStillInUse, add_key, check_key, check_retirable, generate_key_for
 from callbacks.store import KeyUsage

@@ -12,7 +12,6 @@ from callbacks.cli._support import (
     config_option,
     echo_json,
     fail,
-    iso,
     json_option,
     load_config_or_fail,
     primary_or_fail,
@@ -20,6 +19,7 @@ from callbacks.cli._support import (
     route_or_fail,
 )
 from callbacks.config import RouteConfig
+from callbacks.event_view import iso
 from verify.tokens import DEFAULT_TOKEN_TTL, mint_callback_url
 
 
