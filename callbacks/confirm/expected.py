@@ -112,8 +112,77 @@ def _job(row: Sequence[Any]) -> ExpectedJob:
     return ExpectedJob(*row)
 
 
-class SQLiteExpectedJobs:
+class _ExpectedJobsRules:
+    """The expected-jobs rules, written once in ``?`` placeholders; a backend supplies ``_run``
+    (one statement, committed) and its own claim, the one statement the two write differently."""
+
+    _claim_sql: str
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def expect(
+        self,
+        route: str,
+        job_id: str,
+        *,
+        now: float,
+        poll_after: float,
+        deadline: float,
+        room_id: str | None = None,
+    ) -> ExpectedJob:
+        rows = await self._run(
+            f"INSERT INTO {TABLE} (route, job_id, room_id, expected_at, poll_after, deadline, "  # noqa: S608
+            "state, polls, next_poll_at) VALUES (?, ?, ?, ?, ?, ?, 'waiting', 0, ?) "
+            "ON CONFLICT (route, job_id) DO UPDATE SET room_id = excluded.room_id, "
+            "expected_at = excluded.expected_at, poll_after = excluded.poll_after, "
+            "deadline = excluded.deadline, state = 'waiting', polls = 0, "
+            f"next_poll_at = excluded.next_poll_at RETURNING {_COLUMNS}",
+            (route, job_id, room_id, now, poll_after, deadline, poll_after),
+        )
+        return _job(rows[0])
+
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_seconds: float
+    ) -> list[ExpectedJob]:
+        rows = await self._run(self._claim_sql, (owner, now + lease_seconds, now, now, limit))
+        return [_job(r) for r in rows]
+
+    async def settle(
+        self,
+        route: str,
+        job_id: str,
+        *,
+        owner: str,
+        state: JobState,
+        next_poll_at: float,
+        last_state: str | None,
+        event_id: str | None = None,
+    ) -> None:
+        await self._run(
+            f"UPDATE {TABLE} SET state = ?, polls = polls + 1, next_poll_at = ?, "  # noqa: S608
+            "last_state = ?, event_id = COALESCE(?, event_id), claimed_by = NULL, "
+            "claimed_until = NULL WHERE route = ? AND job_id = ? AND claimed_by = ?",
+            (state, next_poll_at, last_state, event_id, route, job_id, owner),
+        )
+
+    async def list(self, *, overdue: bool = False) -> list[ExpectedJob]:
+        where = " WHERE state = 'overdue'" if overdue else ""
+        rows = await self._run(
+            f"SELECT {_COLUMNS} FROM {TABLE}{where} ORDER BY expected_at"  # noqa: S608
+        )
+        return [_job(r) for r in rows]
+
+
+class SQLiteExpectedJobs(_ExpectedJobsRules):
     """One connection, used from a worker thread; SQLite serialises writers anyway."""
+
+    _claim_sql = (
+        f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? WHERE rowid IN ("  # noqa: S608
+        f"SELECT rowid FROM {TABLE} WHERE state = 'waiting' AND next_poll_at <= ? "
+        "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_poll_at LIMIT ?) "
+        f"RETURNING {_COLUMNS}"
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -148,72 +217,22 @@ class SQLiteExpectedJobs:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"expected jobs: {type(exc).__name__}") from None
 
-    async def expect(
-        self,
-        route: str,
-        job_id: str,
-        *,
-        now: float,
-        poll_after: float,
-        deadline: float,
-        room_id: str | None = None,
-    ) -> ExpectedJob:
-        rows = await self._run(
-            f"INSERT INTO {TABLE} (route, job_id, room_id, expected_at, poll_after, deadline, "  # noqa: S608
-            "state, polls, next_poll_at) VALUES (?, ?, ?, ?, ?, ?, 'waiting', 0, ?) "
-            "ON CONFLICT (route, job_id) DO UPDATE SET room_id = excluded.room_id, "
-            "expected_at = excluded.expected_at, poll_after = excluded.poll_after, "
-            "deadline = excluded.deadline, state = 'waiting', polls = 0, "
-            f"next_poll_at = excluded.next_poll_at RETURNING {_COLUMNS}",
-            (route, job_id, room_id, now, poll_after, deadline, poll_after),
-        )
-        return _job(rows[0])
-
-    async def claim(
-        self, *, owner: str, now: float, limit: int, lease_seconds: float
-    ) -> list[ExpectedJob]:
-        rows = await self._run(
-            f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? WHERE rowid IN ("  # noqa: S608
-            f"SELECT rowid FROM {TABLE} WHERE state = 'waiting' AND next_poll_at <= ? "
-            "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_poll_at LIMIT ?) "
-            f"RETURNING {_COLUMNS}",
-            (owner, now + lease_seconds, now, now, limit),
-        )
-        return [_job(r) for r in rows]
-
-    async def settle(
-        self,
-        route: str,
-        job_id: str,
-        *,
-        owner: str,
-        state: JobState,
-        next_poll_at: float,
-        last_state: str | None,
-        event_id: str | None = None,
-    ) -> None:
-        await self._run(
-            f"UPDATE {TABLE} SET state = ?, polls = polls + 1, next_poll_at = ?, "  # noqa: S608
-            "last_state = ?, event_id = COALESCE(?, event_id), claimed_by = NULL, "
-            "claimed_until = NULL WHERE route = ? AND job_id = ? AND claimed_by = ?",
-            (state, next_poll_at, last_state, event_id, route, job_id, owner),
-        )
-
-    async def list(self, *, overdue: bool = False) -> list[ExpectedJob]:
-        where = " WHERE state = 'overdue'" if overdue else ""
-        rows = await self._run(
-            f"SELECT {_COLUMNS} FROM {TABLE}{where} ORDER BY expected_at"  # noqa: S608
-        )
-        return [_job(r) for r in rows]
-
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
 
-class PostgresExpectedJobs:
+class PostgresExpectedJobs(_ExpectedJobsRules):
     """A connection per call: expected jobs are few and polled slowly."""
+
+    _claim_sql = (
+        f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? "  # noqa: S608
+        f"WHERE (route, job_id) IN (SELECT route, job_id FROM {TABLE} "
+        "WHERE state = 'waiting' AND next_poll_at <= ? "
+        "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_poll_at LIMIT ? "
+        f"FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -229,70 +248,12 @@ class PostgresExpectedJobs:
                     with contextlib.suppress(psycopg.errors.UniqueViolation):
                         await conn.execute(_SCHEMA)
                     self._created = True
-                cur = await conn.execute(sql, params)
+                # The rules are written with ``?``; none of them holds a literal one.
+                cur = await conn.execute(sql.replace("?", "%s"), params)
                 return list(await cur.fetchall()) if cur.description else []
         except psycopg.Error as exc:
             # The class name only: psycopg's messages can carry the connection string.
             raise StoreUnavailable(f"expected jobs: {type(exc).__name__}") from None
-
-    async def expect(
-        self,
-        route: str,
-        job_id: str,
-        *,
-        now: float,
-        poll_after: float,
-        deadline: float,
-        room_id: str | None = None,
-    ) -> ExpectedJob:
-        rows = await self._run(
-            f"INSERT INTO {TABLE} (route, job_id, room_id, expected_at, poll_after, deadline, "  # noqa: S608
-            "state, polls, next_poll_at) VALUES (%s, %s, %s, %s, %s, %s, 'waiting', 0, %s) "
-            "ON CONFLICT (route, job_id) DO UPDATE SET room_id = excluded.room_id, "
-            "expected_at = excluded.expected_at, poll_after = excluded.poll_after, "
-            "deadline = excluded.deadline, state = 'waiting', polls = 0, "
-            f"next_poll_at = excluded.next_poll_at RETURNING {_COLUMNS}",
-            (route, job_id, room_id, now, poll_after, deadline, poll_after),
-        )
-        return _job(rows[0])
-
-    async def claim(
-        self, *, owner: str, now: float, limit: int, lease_seconds: float
-    ) -> list[ExpectedJob]:
-        rows = await self._run(
-            f"UPDATE {TABLE} SET claimed_by = %s, claimed_until = %s "  # noqa: S608
-            f"WHERE (route, job_id) IN (SELECT route, job_id FROM {TABLE} "
-            "WHERE state = 'waiting' AND next_poll_at <= %s "
-            "AND (claimed_until IS NULL OR claimed_until < %s) ORDER BY next_poll_at LIMIT %s "
-            f"FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}",
-            (owner, now + lease_seconds, now, now, limit),
-        )
-        return [_job(r) for r in rows]
-
-    async def settle(
-        self,
-        route: str,
-        job_id: str,
-        *,
-        owner: str,
-        state: JobState,
-        next_poll_at: float,
-        last_state: str | None,
-        event_id: str | None = None,
-    ) -> None:
-        await self._run(
-            f"UPDATE {TABLE} SET state = %s, polls = polls + 1, next_poll_at = %s, "  # noqa: S608
-            "last_state = %s, event_id = COALESCE(%s, event_id), claimed_by = NULL, "
-            "claimed_until = NULL WHERE route = %s AND job_id = %s AND claimed_by = %s",
-            (state, next_poll_at, last_state, event_id, route, job_id, owner),
-        )
-
-    async def list(self, *, overdue: bool = False) -> list[ExpectedJob]:
-        where = " WHERE state = 'overdue'" if overdue else ""
-        rows = await self._run(
-            f"SELECT {_COLUMNS} FROM {TABLE}{where} ORDER BY expected_at"  # noqa: S608
-        )
-        return [_job(r) for r in rows]
 
     async def close(self) -> None:
         return None
