@@ -4,18 +4,14 @@ later, ``PermanentError`` ends a delivery at once, and a full disk neither spins
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.disk import fill, small_filesystem
 from tests.e2e.dispatch_support import (
     cpu_seconds,
     log_line_count,
@@ -252,42 +248,6 @@ def flaky(event):
         raise RuntimeError("downstream is down")
     write({"phase": "end", "id": event.delivery_id})
 """
-
-
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path`` (needs root); skips when it cannot be mounted."""
-    path.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("a full disk is simulated with a small tmpfs, which needs root to mount")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the filesystem is full; returns it."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 16, 512, 1):  # down to the last free byte
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\0" * size):
-                    pass
-        with pytest.raises(OSError, match="No space left") as full:
-            os.write(fd, b"\0")
-        assert full.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def assert_quiet_while_failing(server: ServerProcess, seconds: float = 5.0) -> tuple[int, float]:
