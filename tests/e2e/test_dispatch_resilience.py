@@ -104,9 +104,16 @@ def test_hung_async_and_sync_handlers_time_out_while_other_events_flow(tmp_path:
         assert max(ok_at[i] for i in others) < min(timeouts())
         timed_out = {records[i]["delivery_id"] for i in timeouts()}
         assert timed_out == set(hung)
-        rows = sqlite_rows(setup.root / "callbacks.db", hung)
-        assert all("timeout: no result after 2 s" in (row[2] or "") for row in rows.values())
-        assert all(row[0] == "pending" for row in rows.values())
+
+        # The outcome row is written after the log line (it rides the next commit): wait for it.
+        def hung_rows_recorded() -> bool:
+            rows = sqlite_rows(setup.root / "callbacks.db", hung).values()
+            return all(
+                row[0] == "pending" and "timeout: no result after 2 s" in (row[2] or "")
+                for row in rows
+            )
+
+        assert wait_for(hung_rows_recorded, timeout=10)
         assert {row[0] for row in sqlite_rows(setup.root / "callbacks.db", others).values()} == {
             "delivered"
         }

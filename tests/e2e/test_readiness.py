@@ -85,11 +85,14 @@ def test_a_route_without_a_verifying_key_is_not_ready(server: Setup) -> None:
 
 def test_a_failed_key_reload_is_not_ready_and_counted(server: Setup) -> None:
     before = reload_failures(server)
-    server.keys_path.write_text('[[keys]]\nroute = "st"\nsecret = \n')  # not valid TOML
-    server.keys_path.chmod(0o600)
-    assert wait_for(lambda: readiness(server).status_code == 503)
+    # Replaced whole, as an editor saving atomically would: a reload never sees a half-written file.
+    broken = server.keys_path.with_name("keys.broken")
+    broken.write_text('[[keys]]\nroute = "st"\nsecret = \n')  # not valid TOML
+    broken.chmod(0o600)
+    broken.replace(server.keys_path)
+    assert wait_for(lambda: readiness(server).json().get("reasons") == ["keys_reload_failed"])
     answer = readiness(server)
-    assert answer.json()["reasons"] == ["keys_reload_failed"]
+    assert answer.status_code == 503
     for secret in KEYS.values():
         assert secret not in answer.text
     assert reload_failures(server) == before + 1
