@@ -56,7 +56,9 @@ def check_credential(name: str, value: object, where: str) -> str:
     (a paste) would fail every request with a 401 far from its cause: refused here instead.
     """
     if not isinstance(value, str) or not value:
-        raise ApiConfigurationError("credentials_malformed", f"{where}: {name} must be a string")
+        raise ApiConfigurationError(
+            "credentials_malformed", f"{where}: {name} must be a non-empty string"
+        )
     if len(value) > MAX_CREDENTIAL_LENGTH:
         raise ApiConfigurationError(
             "credentials_malformed", f"{where}: {name} is longer than {MAX_CREDENTIAL_LENGTH}"
