@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from callbacks.confirm.credentials import AkSk, with_key_file_credentials
 from callbacks.confirm.testing import FakeMetaStudio
@@ -190,3 +192,32 @@ def test_the_log_holds_no_credential(console: Console) -> None:
     log = console.server.output()
     assert SK not in log
     assert AK not in log
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+expect_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "route": st.sampled_from(["ms-video", "st", "ms-live", "nowhere"]) | json_values,
+        "job_id": st.text(max_size=140) | json_values,
+        "within": st.text(max_size=10) | st.integers() | st.floats() | json_values,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(expect_bodies, json_values))
+def test_no_body_gets_an_answer_other_than_200_or_a_4xx_with_a_reason(
+    console: Console, body: Any
+) -> None:
+    with console.api() as admin:
+        answer = admin.post("/api/jobs/expected", content=json.dumps(body, allow_nan=True))
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert answer.json()["reason"]
+    else:
+        assert answer.json()["job"]["route"] == "ms-video"
