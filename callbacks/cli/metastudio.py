@@ -47,7 +47,7 @@ from callbacks.keyfile import KeyFile
 from verify import key_id
 
 
-@click.group("metastudio")
+@click.group("metastudio", short_help="Store, show and remove the MetaStudio API credentials.")
 def metastudio_group() -> None:
     """The MetaStudio API credentials confirmation signs its job queries with.
 
@@ -115,6 +115,8 @@ def set_credentials(config_path: str | None, ak: str | None, use_token: bool) ->
 
     update_keys_or_fail(config, change, missing_ok=True)
     click.echo(f"stored {_describe(credentials)} in {config.keys.file} [{KEY_FILE_TABLE}]")
+    if config.confirmation.api is None:
+        click.echo(f"note: {config.source} has no [{KEY_FILE_TABLE}] table yet", err=True)
     _warn_if_overridden(config)
     _reload_hint()
 
@@ -158,7 +160,9 @@ def show_credentials(config_path: str | None, as_json: bool) -> None:
     """
     config = load_config_or_fail(config_path)
     rows = _sources(config)
-    in_use = next((r["source"] for r in rows if r["kind"] is not None), None)
+    # The receiver takes the first source that has anything: a broken one stops it there.
+    first = next((r for r in rows if r["kind"] is not None or r["error"]), None)
+    in_use = first["source"] if first is not None and not first["error"] else None
     for row in rows:
         row["in_use"] = row["source"] == in_use
     if as_json:
@@ -171,6 +175,8 @@ def show_credentials(config_path: str | None, as_json: bool) -> None:
             f"note: {config.source} has no [metastudio_api] table: nothing confirms with these",
             err=True,
         )
+    if first is not None and first["error"]:
+        fail(f"the receiver would refuse its credentials ({first['source']}): {first['error']}")
     if in_use is None:
         fail("no usable MetaStudio API credentials: run `callbacks keys metastudio set --ak AK`")
 

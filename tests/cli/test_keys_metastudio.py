@@ -168,3 +168,14 @@ def test_set_works_before_the_config_names_the_api_and_says_so(tmp_path: Path) -
     cli.ok("keys", "metastudio", "set", "--ak", AK, input=SK + "\n")
     shown = cli.ok("keys", "metastudio", "show")
     assert "no [metastudio_api] table" in shown.stderr
+
+
+def test_a_broken_environment_is_what_show_reports_not_the_key_file(tmp_path: Path) -> None:
+    setup = make(tmp_path)
+    Cli(setup.config_path).ok("keys", "metastudio", "set", "--ak", AK, input=SK + "\n")
+    env = {"CALLBACKS_METASTUDIO_SK": SK}  # half a pair: the receiver would not start
+    out = run_cli(setup, "keys", "metastudio", "show", "--json", env=env)
+    assert out.returncode == 1
+    assert '"in_use": null' in out.stdout
+    assert "credentials_incomplete" in out.stderr
+    assert SK not in out.stdout + out.stderr
