@@ -1,4 +1,5 @@
-"""The console's JSON API under ``/api/`` (described by :mod:`callbacks.admin.openapi`)."""
+"""The console's JSON API under ``/api/`` (described by :mod:`callbacks.admin.openapi`): events,
+replay and purge, expected jobs (``callbacks jobs expect`` and ``jobs list``), keys, health."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 [metastudio_api]
 endpoint = "https://metastudio.cn-north-4.myhuaweicloud.com"
 project_id = "0d697589d98091f12f92c0073501cd79"
-credentials_file = "metastudio-credentials.toml"   # optional; or the environment
+# credentials_file = "ms-credentials.toml"  # legacy; use `callbacks keys metastudio set`
 
 [[routes]]
 name = "metastudio-video"
