@@ -21,13 +21,14 @@ pytestmark = pytest.mark.slow
 
 AK, SK = "KEYFILE-AK-19c3e0", "KEYFILE-SK-secret-5d7a2b9e01"
 WRONG_SK = "KEYFILE-SK-wrong-0f4c6a1d88"
+TOKEN = "KEYFILE-IAM-token-" + "7c" * 40
 ROUTES = [Route("ms-video", "metastudio", "https://hooks.example.com/cb/v", "video", "MSS_A")]
 KEYS = keys_for(ROUTES)
 
 
 @pytest.fixture
 def api() -> Iterator[FakeMetaStudio]:
-    with FakeMetaStudio(ak=AK, sk=SK) as fake:
+    with FakeMetaStudio(ak=AK, sk=SK, token=TOKEN) as fake:
         yield fake
 
 
@@ -100,6 +101,21 @@ def test_credentials_in_the_key_file_confirm_and_are_followed_without_a_restart(
     assert '"metastudio_credentials_loaded"' in log
     for secret in (SK, WRONG_SK, AK):
         assert secret not in log
+
+
+def test_an_iam_token_in_the_key_file_confirms_too(setup: Setup, api: FakeMetaStudio) -> None:
+    out = run_cli(setup, "keys", "metastudio", "set", "--token", input=TOKEN + "\n")
+    assert out.returncode == 0, out.stderr
+    server = ServerProcess(setup).start()
+    try:
+        api.set_job("video", "job-token", asset_id="asset-job-token", duration=3.0)
+        post(setup, "job-token")
+        assert wait_for(lambda: delivered(setup, "job-token"))
+        assert delivered(setup, "job-token")[0]["duration"] == 3.0
+        assert {r.auth for r in api.requests} == {"token"}
+    finally:
+        server.stop()
+    assert TOKEN not in server.output()
 
 
 def test_a_server_without_credentials_anywhere_does_not_start(setup: Setup) -> None:
