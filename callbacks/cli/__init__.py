@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from callbacks.cli import console, db, events, jobs, keys, serve, simulate, sinks, url
+from callbacks.cli import console, db, events, jobs, keys, metastudio, serve, simulate, sinks, url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,6 +30,6 @@ def main() -> None:
     """
 
 
-# ``sinks`` adds ``keys sink``, so it comes after ``keys``.
-for command_module in (serve, db, keys, events, simulate, url, sinks, jobs, console):
+# ``sinks`` and ``metastudio`` add ``keys sink`` and ``keys metastudio``: after ``keys``.
+for command_module in (serve, db, keys, events, simulate, url, sinks, metastudio, jobs, console):
     command_module.register(main)

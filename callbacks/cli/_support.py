@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,8 @@ import orjson
 
 from callbacks.config import CONFIG_ENV, Config, RouteConfig, load_config
 from callbacks.devsetup import DEV_CONFIG
+from callbacks.durations import DURATION
+from callbacks.durations import parse_duration as parse_duration  # the CLI's, re-exported
 from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
 from callbacks.keyfile import KeyEntry, KeyFile, read_key_file, update_key_file
 from callbacks.store import Store, open_store, sqlite_path
@@ -95,22 +96,6 @@ config_option = click.option(
 )
 
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-DURATION_HINT = "use a number and a unit: 30m, 24h, 7d (s, m, h, d, w)"
-
-
-def parse_duration(text: str) -> int:
-    """``30m`` -> 1800 seconds. Raises ValueError naming the accepted forms."""
-    text = text.strip()
-    if text == "0":
-        return 0
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: {DURATION_HINT}")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
 def parse_moment(text: str, *, now: datetime, ahead: bool) -> datetime:
     """An ISO date or date-time (UTC unless it names a zone), or a duration from ``now``.
 
@@ -118,7 +103,7 @@ def parse_moment(text: str, *, now: datetime, ahead: bool) -> datetime:
     ago for ``--since`` and ``--before``.
     """
     text = text.strip()
-    if _DURATION.match(text):
+    if DURATION.match(text):
         delta = timedelta(seconds=parse_duration(text))
         return now + delta if ahead else now - delta
     try:

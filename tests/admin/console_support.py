@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,16 @@ def write_console_setup(
 
 
 def start_console(
-    root: Path, *, store_url: str | None = None, env: dict[str, str] | None = None
+    root: Path,
+    *,
+    store_url: str | None = None,
+    env: dict[str, str] | None = None,
+    configure: Callable[[Setup], None] | None = None,
 ) -> Console:
+    """The console's server; ``configure`` may change the setup's files before it starts."""
     setup, port = write_console_setup(root, store_url=store_url)
+    if configure is not None:
+        configure(setup)
     env = {
         **(env or {}),
         "CALLBACKS_ADMIN_TOKEN": ADMIN_TOKEN,
