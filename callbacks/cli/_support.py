@@ -25,10 +25,35 @@ from callbacks.store import Store, open_store, sqlite_path
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 
 
-def fail(message: str) -> NoReturn:
-    """Report a failed operation (exit 1) in one clear line on stderr."""
+def fail(message: str, *, code: str = "failed") -> NoReturn:
+    """Report a failed operation (exit 1): one clear line on stderr, or under ``--json`` the
+    error as JSON on stdout, where the script reading the command's output looks for it."""
+    if json_requested():
+        echo_error_json(code, message)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def fail_after_report(message: str) -> NoReturn:
+    """Exit 1 once the command has printed its report (its JSON, under ``--json``, says what
+    failed): the reason goes to stderr only, so stdout stays one JSON document."""
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def json_requested() -> bool:
+    """Whether the running command (or a group above it) was given ``--json``."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.params.get("as_json"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+def echo_error_json(code: str, message: str) -> None:
+    click.echo(orjson.dumps({"ok": False, "error": {"code": code, "message": message}}).decode())
 
 
 def resolve_config_path(path: str | None) -> Path | None:
@@ -236,3 +261,29 @@ def reload_hint(config: Config) -> None:
         f"{config.keys.reload_interval:g}s (at once on SIGHUP) and logs `keys_loaded` with the ids",
         err=True,
     )
+
+
+class JsonErrorsGroup(click.Group):
+    """The top-level group: with ``--json`` anywhere on the command line, click's own errors
+    (a bad option, a missing argument, an interrupted prompt) are JSON on stdout too, so a script
+    never has to parse two formats."""
+
+    def main(self, args: Sequence[str] | None = None, *pos: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        wants_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        if not wants_json or kwargs.get("standalone_mode") is False:
+            return super().main(args, *pos, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(argv, *pos, **kwargs)
+        except click.UsageError as exc:
+            echo_error_json("usage", exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            echo_error_json("failed", exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            echo_error_json("aborted", "aborted")
+            sys.exit(1)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
+        sys.exit(result if isinstance(result, int) else 0)

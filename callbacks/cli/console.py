@@ -236,10 +236,7 @@ def config_check(config_path: str | None, as_json: bool) -> None:
             raise CallbacksError("no config: pass --config PATH or set CALLBACKS_CONFIG")
         report = check_config(str(resolved))
     except CallbacksError as exc:
-        if as_json:
-            echo_json({"ok": False, "error": str(exc)})
-            sys.exit(1)
-        fail(str(exc))
+        fail(str(exc), code="config_invalid")
     if as_json:
         echo_json(report)
         return

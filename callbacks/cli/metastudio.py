@@ -21,6 +21,7 @@ from callbacks.cli._support import (
     config_option,
     echo_json,
     fail,
+    fail_after_report,
     format_table,
     json_option,
     load_config_or_fail,
@@ -165,9 +166,16 @@ def show_credentials(config_path: str | None, as_json: bool) -> None:
     in_use = first["source"] if first is not None and not first["error"] else None
     for row in rows:
         row["in_use"] = row["source"] == in_use
+    problem = None
+    if first is not None and first["error"]:
+        problem = f"the receiver would refuse its credentials ({first['source']}): {first['error']}"
+    elif in_use is None:
+        problem = (
+            "no usable MetaStudio API credentials: run `callbacks keys metastudio set --ak AK`"
+        )
     if as_json:
         echo_json({"in_use": in_use, "api_configured": config.confirmation.api is not None,
-                   "sources": rows})  # fmt: skip
+                   "sources": rows, "error": problem})  # fmt: skip
     else:
         _print_sources(rows)
     if config.confirmation.api is None:
@@ -175,10 +183,8 @@ def show_credentials(config_path: str | None, as_json: bool) -> None:
             f"note: {config.source} has no [metastudio_api] table: nothing confirms with these",
             err=True,
         )
-    if first is not None and first["error"]:
-        fail(f"the receiver would refuse its credentials ({first['source']}): {first['error']}")
-    if in_use is None:
-        fail("no usable MetaStudio API credentials: run `callbacks keys metastudio set --ak AK`")
+    if problem is not None:
+        fail_after_report(problem)
 
 
 def _sources(config: Config) -> list[dict[str, Any]]:
