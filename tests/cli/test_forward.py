@@ -56,7 +56,7 @@ def endpoint() -> Iterator[Endpoint]:
     state = Endpoint()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(state.status)
@@ -120,8 +120,10 @@ def test_forwards_every_original_oldest_first_signed_like_the_http_sink(
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["forwarded"] == 3 and summary["failed"] == 0
-    assert summary["skipped_duplicates"] == 1 and summary["signed"] is True
+    assert summary["forwarded"] == 3
+    assert summary["failed"] == 0
+    assert summary["skipped_duplicates"] == 1
+    assert summary["signed"] is True
     assert [headers["webhook-id"] for headers, _ in endpoint.received] == ids[:3]
     verifier = Webhook(SECRET)
     for headers, body in endpoint.received:
@@ -129,7 +131,8 @@ def test_forwards_every_original_oldest_first_signed_like_the_http_sink(
         envelope = EventEnvelope.decode(body)
         assert envelope.delivery_id == headers["webhook-id"]
     live = EventEnvelope.decode(endpoint.received[1][1])
-    assert live.route == "live" and live.event_type == "RtmpStreamStateChange"
+    assert live.route == "live"
+    assert live.event_type == "RtmpStreamStateChange"
     assert SECRET not in result.output
 
 
@@ -161,7 +164,9 @@ def test_refusing_endpoint_is_reported_per_event_and_exits_1(
     result = _forward(setup, "--to", endpoint.url, "--json")
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
-    assert summary["failed"] == 3 and summary["forwarded"] == 0 and summary["ok"] is False
+    assert summary["failed"] == 3
+    assert summary["forwarded"] == 0
+    assert summary["ok"] is False
     assert {r["status"] for r in summary["results"]} == {503}
 
 
@@ -172,7 +177,8 @@ def test_nothing_listening_is_one_clear_error(receiver: tuple[Setup, list[str]])
     result = _forward(setup, "--to", f"http://127.0.0.1:{port}/hooks?token=abc", "--json")
     assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]
-    assert "nothing listens" in error["message"] and "token=abc" not in error["message"]
+    assert "nothing listens" in error["message"]
+    assert "token=abc" not in error["message"]
 
 
 @pytest.mark.parametrize(

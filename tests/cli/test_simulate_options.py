@@ -81,7 +81,8 @@ def test_body_from_stdin_is_sent_and_twice_is_a_duplicate(receiver: Setup) -> No
     body = json.dumps({"taskId": 987654321, "status": 2, "userData": "from-stdin"})
     first = _cli(receiver).run("simulate", "st", "--body", "-", "--json", input=body)
     again = _cli(receiver).run("simulate", "st", "--body", "-", "--json", input=body)
-    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
     first_answer, again_answer = json.loads(first.stdout), json.loads(again.stdout)
     assert first_answer["response"]["duplicate"] is False
     assert again_answer["response"]["duplicate"] is True
@@ -98,7 +99,8 @@ def test_body_from_stdin_must_be_a_json_object(receiver: Setup) -> None:
 
 def test_count_sends_fresh_samples_and_tallies(receiver: Setup) -> None:
     answer = _cli(receiver).json("simulate", "video", "--count", "4")
-    assert answer["count"] == 4 and answer["ok"] is True
+    assert answer["count"] == 4
+    assert answer["ok"] is True
     assert answer["outcomes"] == {"stored": 4}
     ids = {a["response"]["delivery_id"] for a in answer["answers"]}
     assert len(ids) == 4
@@ -118,7 +120,8 @@ def test_key_signs_with_the_staged_next_key(receiver: Setup) -> None:
     for wanted in ("next", staged.id[:6]):
         answer = _cli(receiver).json("simulate", "st", "--key", wanted)
         assert answer["ok"] is True
-        assert answer["key_id"] == staged.id and answer["key_state"] == "next"
+        assert answer["key_id"] == staged.id
+        assert answer["key_state"] == "next"
     assert wait_for(lambda: any(e.get("key_id") == staged.id for e in receiver.delivered())), (
         "the receiver verified with the next key"
     )
@@ -129,7 +132,8 @@ def test_key_that_does_not_exist_is_a_clear_error(receiver: Setup) -> None:
         result = _cli(receiver).run("simulate", "st", "--key", wanted)
         assert result.exit_code == 1
         assert "keys list" in result.output
-        assert NEXT_KEY not in result.output and KEYS["st"] not in result.output
+        assert NEXT_KEY not in result.output
+        assert KEYS["st"] not in result.output
 
 
 def test_print_curl_sends_nothing_and_the_printed_command_is_accepted(receiver: Setup) -> None:
