@@ -103,7 +103,8 @@ def write_console_setup(
     (setup.root / "console_handlers.py").write_text(CONSOLE_HANDLERS)
     config = tomllib.loads(setup.config_path.read_text())
     port = admin_port or free_port()
-    config["admin"] = {"listen": f"127.0.0.1:{port}"}
+    # Tests send many wrong tokens from one address on purpose; the limit has its own test.
+    config["admin"] = {"listen": f"127.0.0.1:{port}", "failed_sign_ins_per_minute": 10_000}
     config["handlers"] = {"modules": ["console_handlers"]}
     setup.config_path.write_text(tomli_w.dumps(config))
     return setup, port
