@@ -436,8 +436,8 @@ def test_expired_lease_lets_another_dispatcher_deliver(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> None:
-    from callbacks.errors import StoreUnavailable
+def test_recover_beside_a_live_server_leaves_its_claims_to_their_leases(tmp_path: Path) -> None:
+    clock = Clock()
 
     async def main() -> None:
         first, second = SQLiteStore(tmp_path / "db"), SQLiteStore(tmp_path / "db")
@@ -445,8 +445,19 @@ def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> Non
         await second.open()
         try:
             await first.recover()
-            with pytest.raises(StoreUnavailable, match="another receiver process"):
-                await second.recover()
+            accepted = await first.accept(callback(VIDEO, JOB_BODY, clock()))
+            held = await first.claim(owner="first", now=clock(), limit=10, lease_seconds=60)
+            assert [e.id for e in held] == [accepted.delivery_id]
+            # The first server is alive (it holds the server lock shared): its claim stands.
+            await second.recover()
+            assert not await second.claim(owner="second", now=clock(), limit=10, lease_seconds=60)
+            # Until its lease lapses: a live server that stopped renewing is taken over.
+            later = clock() + 61
+            taken = await second.claim(owner="second", now=later, limit=10, lease_seconds=60)
+            assert [e.id for e in taken] == [accepted.delivery_id]
+            assert not await first.finish_many(
+                [(accepted.delivery_id, Outcome("delivered", 1, later, {}, None))], owner="first"
+            )
         finally:
             await first.close()
             await second.close()
