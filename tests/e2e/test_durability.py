@@ -1,6 +1,7 @@
 """Nothing acknowledged is lost: SIGKILL the receiver in the middle of a stream, restart it, and
 check that every callback that got a 200 is stored and reaches its handler, and that none is
-delivered twice unless its handler was interrupted mid-run."""
+delivered twice unless its handler was interrupted mid-run. With one worker process and with two
+on the one SQLite file (the kill takes the whole process group)."""
 
 from __future__ import annotations
 
@@ -57,10 +58,12 @@ def _stream(setup: Setup, acknowledged: list[str], stop: threading.Event, first:
     asyncio.run(main())
 
 
-def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, workers: int) -> None:
     # A slow handler makes it likely that the kill lands while handlers are running.
     setup = Setup(tmp_path, ROUTES, KEYS).write()
-    server = ServerProcess(setup, env={"E2E_HANDLER_DELAY": "0.002"}).start()
+    env = {"E2E_HANDLER_DELAY": "0.002", "CALLBACKS_WORKERS": str(workers)}
+    server = ServerProcess(setup, env=env).start()
     acknowledged: list[str] = []
     stop = threading.Event()
     sender = threading.Thread(target=_stream, args=(setup, acknowledged, stop, 0))
@@ -80,9 +83,15 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> None:
     missing = acked - set(status_at_kill)
     assert not missing, f"{len(missing)} acknowledged callbacks are not in the store"
     delivered_at_kill = {i for i, s in status_at_kill.items() if s == "delivered"}
+    before_kill = setup.delivered()
+    first_run = {r["pid"] for r in before_kill}
+    assert len(first_run) == workers, "not every worker delivered events before the kill"
+    # Two workers never run one event at once: before the kill, each event started once.
+    started = Counter(r["id"] for r in before_kill if r["phase"] == "start")
+    assert all(count == 1 for count in started.values()), "an event ran twice before the kill"
 
     # Restart: every acknowledged callback reaches the handler.
-    restarted = ServerProcess(setup).start()
+    restarted = ServerProcess(setup, env={"CALLBACKS_WORKERS": str(workers)}).start()
     try:
 
         def all_delivered() -> bool:
@@ -95,10 +104,8 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> None:
         restarted.stop()
 
     records = setup.delivered()
-    assert restarted.proc is not None
-    second_pid = restarted.proc.pid
     # Nothing recorded as delivered before the kill runs again after the restart.
-    rerun = {r["id"] for r in records if r["pid"] == second_pid} & delivered_at_kill
+    rerun = {r["id"] for r in records if r["pid"] not in first_run} & delivered_at_kill
     assert not rerun, f"{len(rerun)} events delivered before the kill were delivered again"
     # A handler completes twice only if the kill cut in before its outcome was committed
     # (the at-least-once window); those events were still pending in the store.

@@ -41,7 +41,9 @@ def _worker(path: str, worker: int, start: Barrier, results: Any) -> None:
         await store.open()
         await store.recover()
         try:
-            keys = [f"own-{worker}-{n}" for n in range(OWN)] + [f"shared-{n}" for n in range(SHARED)]
+            keys = [f"own-{worker}-{n}" for n in range(OWN)] + [
+                f"shared-{n}" for n in range(SHARED)
+            ]
             start.wait()
             accepted = await asyncio.gather(*(store.accept(_callback(k)) for k in keys))
             kept = [(k, a.delivery_id, a.duplicate_of) for k, a in zip(keys, accepted, strict=True)]
@@ -88,8 +90,7 @@ def test_processes_on_one_file_never_claim_the_same_event_nor_store_a_key_twice(
     start = context.Barrier(WORKERS)
     results = context.Queue()
     processes = [
-        context.Process(target=_worker, args=(str(path), w, start, results))
-        for w in range(WORKERS)
+        context.Process(target=_worker, args=(str(path), w, start, results)) for w in range(WORKERS)
     ]
     for process in processes:
         process.start()
