@@ -503,6 +503,24 @@ async def accept_handed(
     return inbound
 
 
+def test_a_hand_over_waiting_behind_a_backlog_keeps_its_lease(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        # Not started yet (no slot): the heartbeat renews it with the events held.
+        clock.advance(CONFIG.lease_seconds * 2 / 3)
+        await dispatcher.renew_leases()
+        clock.advance(CONFIG.lease_seconds * 2 / 3)  # past the lease it was stored with
+        assert await store.claim(owner="other", now=clock(), limit=10, lease_seconds=60) == []
+        assert await dispatcher.run_handed() == 1
+        assert (await stored(store, inbound.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
+
+
 def test_handed_over_event_is_delivered_without_a_claim_and_hidden_from_claims(
     tmp_path: Path,
 ) -> None:

@@ -66,6 +66,15 @@ def _claimed_by(db: Path, pid: int) -> set[str]:
         return {row[0] for row in rows}
 
 
+def _accepted_total(setup: Setup) -> float:
+    text = httpx.get(f"{setup.base_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("avatar_callbacks_requests_total{") and 'outcome="accepted"' in line
+    )
+
+
 def _pending(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(
@@ -85,6 +94,8 @@ def test_a_worker_killed_mid_handler_gives_its_events_back_when_the_leases_lapse
     try:
         acknowledged = set(_send_all(setup, SENT))
         assert len(acknowledged) == SENT
+        # Metrics are kept per process and added up across the workers when scraped.
+        assert _accepted_total(setup) == SENT
         assert wait_for(lambda: len({r["pid"] for r in setup.delivered()}) == 2, timeout=30)
         victim = next(iter({r["pid"] for r in setup.delivered()}))
         # Freeze the victim to read the claims it holds, and kill it frozen, mid-handler.
