@@ -272,6 +272,8 @@ class SQLiteStore:
                     "WHERE claimed_until IS NOT NULL"
                 )
             )
+        except StoreUnavailable:
+            pass  # the write lock is held elsewhere too long: the claims lapse with their leases
         finally:
             lock.share()
 
@@ -742,7 +744,11 @@ def _create_private(path: Path) -> None:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
-    """Apply the missing migrations, all in one write transaction (all or nothing)."""
+    """Apply the missing migrations, all in one write transaction (all or nothing). A schema
+    already current takes no write: a worker starting while another process holds the write lock
+    (a CLI purge) need not wait for it, nor fail its start if the wait is long."""
+    if _schema_version(conn) == SCHEMA_VERSION:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = _schema_version(conn) or 0

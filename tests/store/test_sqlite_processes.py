@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
 import time
 from collections import Counter
 from multiprocessing.synchronize import Barrier
@@ -115,3 +116,34 @@ def test_processes_on_one_file_never_claim_the_same_event_nor_store_a_key_twice(
     per_key = Counter(k for kept, _, _ in reports.values() for k, _, dup in kept if dup is None)
     assert all(per_key[f"shared-{n}"] == 1 for n in range(SHARED))
     assert len(originals) == WORKERS * OWN + SHARED
+
+
+def test_a_worker_starts_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """A worker uvicorn (re)starts while the CLI purges: an up-to-date schema takes no write, and
+    a start-up release that cannot get the lock in time leaves the claims to their leases."""
+    path = tmp_path / "callbacks.db"
+
+    async def main() -> None:
+        first = SQLiteStore(path)
+        await first.upgrade()
+        await first.accept(_callback("held"))
+        await first.claim(owner="dead", now=time.time(), limit=1, lease_seconds=60)
+        await first.close()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # what a long CLI purge holds
+        worker = SQLiteStore(path, write_timeout=0.2)
+        try:
+            await worker.upgrade()
+            await worker.recover()
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        try:
+            # Not released later behind the workers' backs: left to the lease.
+            assert not await worker.claim(owner="w", now=time.time(), limit=1, lease_seconds=60)
+            later = time.time() + 61
+            assert await worker.claim(owner="w", now=later, limit=1, lease_seconds=60)
+        finally:
+            await worker.close()
+
+    asyncio.run(main())
