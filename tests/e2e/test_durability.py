@@ -35,22 +35,27 @@ KEYS = keys_for(ROUTES)
 
 
 def _stream(setup: Setup, acknowledged: list[str], stop: threading.Event, first: int) -> None:
-    """Send callbacks from 8 concurrent connections until the server dies or ``stop`` is set."""
+    """Send callbacks from 8 concurrent connections until the server dies or ``stop`` is set.
+    Each connection is replaced every 50 requests, so that with several workers the kernel hands
+    connections to each of them."""
 
     async def sender(worker: int) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
-            n = first + worker * 1_000_000
-            while not stop.is_set():
-                route = ROUTES[n % 2]
-                req = signed_request(route, KEYS[route.name], sample_body(route, n))
-                n += 1
-                try:
+        n = first + worker * 1_000_000
+        while not stop.is_set():
+            async with httpx.AsyncClient(timeout=5) as client:
+                for _ in range(50):
+                    route = ROUTES[n % 2]
+                    req = signed_request(route, KEYS[route.name], sample_body(route, n))
+                    n += 1
                     url = f"{setup.base_url}{req.path}" + (f"?{req.query}" if req.query else "")
-                    response = await client.post(url, content=req.body, headers=req.headers)
-                except httpx.TransportError:
-                    return  # the server is gone: whatever got no 200 was not acknowledged
-                if response.status_code == 200:
-                    acknowledged.append(response.json()["delivery_id"])
+                    try:
+                        response = await client.post(url, content=req.body, headers=req.headers)
+                    except httpx.TransportError:
+                        return  # the server is gone: whatever got no 200 was not acknowledged
+                    if response.status_code == 200:
+                        acknowledged.append(response.json()["delivery_id"])
+                    if stop.is_set():
+                        return
 
     async def main() -> None:
         await asyncio.gather(*(sender(w) for w in range(8)))
@@ -70,7 +75,10 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, workers: 
     sender.start()
     try:
         assert wait_for(lambda: len(acknowledged) >= 300, timeout=60), "stream did not start"
-        server.kill()  # SIGKILL: no shutdown hook runs
+        # With several workers, kill once each has delivered: the kill cuts across all of them.
+        delivering = lambda: len({r["pid"] for r in setup.delivered()}) == workers  # noqa: E731
+        assert wait_for(delivering, timeout=30), "not every worker delivered events"
+        server.kill()  # SIGKILL of the whole process group: no shutdown hook runs
     finally:
         stop.set()
         sender.join(30)
@@ -85,7 +93,6 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, workers: 
     delivered_at_kill = {i for i, s in status_at_kill.items() if s == "delivered"}
     before_kill = setup.delivered()
     first_run = {r["pid"] for r in before_kill}
-    assert len(first_run) == workers, "not every worker delivered events before the kill"
     # Two workers never run one event at once: before the kill, each event started once.
     started = Counter(r["id"] for r in before_kill if r["phase"] == "start")
     assert all(count == 1 for count in started.values()), "an event ran twice before the kill"

@@ -36,19 +36,23 @@ SENT = 240
 
 
 def _send_all(setup: Setup, count: int) -> list[str]:
-    """``count`` callbacks from 8 connections of their own (so both workers get some); the
-    delivery ids of those acknowledged."""
+    """``count`` callbacks from 8 concurrent senders, each on a new connection every 10 (so the
+    kernel hands connections to both workers); the delivery ids of those acknowledged."""
+
+    async def post(client: httpx.AsyncClient, n: int) -> str:
+        req = signed_request(ROUTES[0], KEYS["st"], sample_body(ROUTES[0], n))
+        response = await client.post(
+            f"{setup.base_url}{req.path}", content=req.body, headers=req.headers
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["delivery_id"])
 
     async def sender(first: int) -> list[str]:
+        numbers = list(range(first, count, 8))
         acknowledged = []
-        async with httpx.AsyncClient(timeout=10) as client:
-            for n in range(first, count, 8):
-                req = signed_request(ROUTES[0], KEYS["st"], sample_body(ROUTES[0], n))
-                response = await client.post(
-                    f"{setup.base_url}{req.path}", content=req.body, headers=req.headers
-                )
-                assert response.status_code == 200, response.text
-                acknowledged.append(response.json()["delivery_id"])
+        for start in range(0, len(numbers), 10):
+            async with httpx.AsyncClient(timeout=10) as client:
+                acknowledged += [await post(client, n) for n in numbers[start : start + 10]]
         return acknowledged
 
     async def main() -> list[str]:
