@@ -118,6 +118,19 @@ class KeyFile:
         return replace(self, entries=tuple(e for e in self.entries if e is not target))
 
 
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten (inode, size, mtime); ``None`` when it is gone.
+
+    Watchers compare it to re-read the file only when it changed: every rewrite here is a new
+    inode, and Kubernetes' symlink swap of a mounted Secret changes it too.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def read_key_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> KeyFile:
     """Load and check the key file. Refuses a file that other users can read."""
     p = Path(path)

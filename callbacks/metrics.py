@@ -62,6 +62,12 @@ KEY_RELOAD_FAILURES = Counter(
     "avatar_callbacks_key_reload_failures_total",
     "Key-file reloads that failed (the file was unreadable or invalid; the old keys stay).",
 )
+CONSOLE_SIGN_IN_FAILURES = Counter(
+    "avatar_callbacks_console_sign_in_failures_total",
+    "Console sign-ins and API calls refused: a wrong token, or an address refused (429) for "
+    "too many wrong ones.",
+    ["outcome"],
+)
 HANDLER_ATTEMPTS = Counter(
     "avatar_callbacks_handler_attempts_total",
     "Handler calls, by handler and outcome (ok, failed, dead).",

@@ -1,4 +1,5 @@
-"""The console's JSON API under ``/api/`` (described by :mod:`callbacks.admin.openapi`)."""
+"""The console's JSON API under ``/api/`` (described by :mod:`callbacks.admin.openapi`): events,
+replay and purge, expected jobs (``callbacks jobs expect`` and ``jobs list``), keys, health."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from callbacks.admin.queries import (
     summary,
 )
 from callbacks.admin.stats import metric_numbers
+from callbacks.confirm.expected import ExpectedJobs, job_summary, open_expected_jobs
+from callbacks.confirm.reconciler import DEFAULT_WITHIN, ExpectRefused, expect_on_route
+from callbacks.durations import parse_duration
 from callbacks.errors import KeyFileError, StoreUnavailable
 
 # A replay by filter re-queues at most this many events per request; the answer says whether
@@ -157,6 +161,67 @@ async def purge(request: Request, principal: Principal) -> Response:
     return answer(200, {"ok": True, "purged": count})
 
 
+def _expected_jobs(console: Console) -> ExpectedJobs:
+    config = console.config
+    return open_expected_jobs(config.store.url, base_dir=config.base_dir)
+
+
+def _within(value: object) -> float:
+    """Seconds (a number), or a duration as ``callbacks jobs expect --within`` takes it."""
+    problem = BadRequest("bad_within", "within: seconds, or a duration such as 30m, 2h or 7d")
+    if isinstance(value, bool):
+        raise problem
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or len(value) > 16:
+        raise problem
+    try:
+        return float(parse_duration(value))
+    except ValueError:
+        raise problem from None
+
+
+@api(act=True)
+async def expect_job(request: Request, principal: Principal) -> Response:
+    """``{"route": ..., "job_id": ..., "within": "2h"}``: as ``callbacks jobs expect``."""
+    console = console_of(request)
+    try:
+        body = await _json_body(request)
+        route, job_id = body.get("route"), body.get("job_id")
+        if not isinstance(route, str) or not isinstance(job_id, str):
+            raise BadRequest("bad_expect", "route and job_id: strings")
+        if set(body) - {"route", "job_id", "within"}:
+            raise BadRequest("bad_expect", "only route, job_id and within")
+        within = _within(body.get("within", DEFAULT_WITHIN))
+    except BadRequest as exc:
+        return _bad(exc)
+    jobs = _expected_jobs(console)
+    try:
+        job = await expect_on_route(
+            console.config, jobs, route, job_id, within=within, now=console.clock()
+        )
+    except ExpectRefused as exc:
+        status = 409 if exc.reason == "no_metastudio_api" else 400
+        return refusal(status, exc.reason, message=str(exc))
+    finally:
+        await jobs.close()
+    return answer(200, {"ok": True, "job": job_summary(job)})
+
+
+@api()
+async def expected_jobs(request: Request, principal: Principal) -> Response:
+    """Every expected job, or with ``?overdue=true`` only the overdue ones."""
+    flag = request.query_params.get("overdue", "false")
+    if flag not in ("true", "false", "1", "0"):
+        return refusal(400, "bad_filter", message="overdue: true or false")
+    jobs = _expected_jobs(console_of(request))
+    try:
+        found = await jobs.list(overdue=flag in ("true", "1"))
+    finally:
+        await jobs.close()
+    return answer(200, {"jobs": [job_summary(j) for j in found]})
+
+
 async def keys_data(console: Console) -> list[dict[str, Any]]:
     keyfile = console.keyfile()
     store = await console.admin_store()
@@ -234,6 +299,8 @@ routes = [
     Route("/api/events/{event_id}/replay", replay_event, methods=["POST"]),
     Route("/api/replay", replay_many, methods=["POST"]),
     Route("/api/purge", purge, methods=["POST"]),
+    Route("/api/jobs/expected", expected_jobs, methods=["GET"]),
+    Route("/api/jobs/expected", expect_job, methods=["POST"]),
     Route("/api/keys", keys, methods=["GET"]),
     Route("/api/health", health, methods=["GET"]),
     Route("/api/metrics", metrics, methods=["GET"]),

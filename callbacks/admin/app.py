@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callbacks.admin.auth import AdminTokens
 from callbacks.admin.context import Console, ConsoleStore
 from callbacks.admin.guard import refusal
+from callbacks.admin.settings import DEFAULT_FAILED_SIGN_INS
+from callbacks.admin.throttle import FailedSignIns
 from callbacks.config import Config
 from callbacks.errors import StoreUnavailable
 from callbacks.store import open_store
@@ -71,13 +73,24 @@ def create_admin_app(
     *,
     store: ConsoleStore | None = None,
     clock: Callable[[], float] = time.time,
+    env: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """The console for ``config``'s store and keys; ``store`` defaults to ``store.url``'s."""
+    """The console for ``config``'s store and keys; ``store`` defaults to ``store.url``'s.
+    With ``env`` (where the tokens came from), changed tokens in the key file take effect
+    without a restart."""
     from callbacks.admin import api, pages  # Jinja2 loads here, with the admin extra
 
     if store is None:
         store = open_store(config.store.url, base_dir=config.base_dir)
-    console = Console(config=config, tokens=tokens, store=store, clock=clock)
+    limit = config.admin.failed_sign_ins_per_minute if config.admin else DEFAULT_FAILED_SIGN_INS
+    console = Console(
+        config=config,
+        tokens=tokens,
+        store=store,
+        clock=clock,
+        env=env,
+        throttle=FailedSignIns(limit=limit),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

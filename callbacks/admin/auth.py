@@ -9,21 +9,26 @@ its own, so it needs none.
 
 The tokens are read from the key file's ``[admin]`` table (``token``, ``read_only_token``) or
 the environment (``CALLBACKS_ADMIN_TOKEN``, ``CALLBACKS_ADMIN_READ_ONLY_TOKEN``, which win).
+A running console follows the key file (:class:`TokenSource`): a changed token takes effect at
+the next request, without a restart, and ends the sessions signed with the old one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+import structlog
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from callbacks.errors import CallbacksError
-from callbacks.keyfile import KeyFile
+from callbacks.errors import CallbacksError, KeyFileError
+from callbacks.keyfile import KeyFile, read_key_file
 
 ADMIN_TOKEN_ENV = "CALLBACKS_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
 READ_ONLY_TOKEN_ENV = "CALLBACKS_ADMIN_READ_ONLY_TOKEN"  # noqa: S105
@@ -96,6 +101,44 @@ def load_tokens(keyfile: KeyFile, env: Mapping[str, str]) -> AdminTokens:
     if reader is not None and reader == admin:
         raise ConsoleUnavailable("the console's read_only_token must differ from its token")
     return AdminTokens(admin=admin, read_only=reader)
+
+
+class TokenSource:
+    """The console's tokens as the key file gives them now: the file is looked at (one ``stat``)
+    on each request and re-read when it changed. A file that no longer gives valid tokens keeps
+    the last good ones and logs why (never a token); tokens from the environment stay fixed."""
+
+    def __init__(self, path: Path, env: Mapping[str, str], tokens: AdminTokens) -> None:
+        self.path = path
+        self.env = env
+        self.tokens = tokens
+        self._identity = _file_identity(path)
+
+    def current(self) -> AdminTokens:
+        identity = _file_identity(self.path)
+        if identity == self._identity:
+            return self.tokens
+        self._identity = identity
+        try:
+            fresh = load_tokens(read_key_file(self.path, missing_ok=True), self.env)
+        except (KeyFileError, ConsoleUnavailable) as exc:
+            _log.error("console_tokens_reload_failed", error=str(exc))
+            return self.tokens
+        if fresh != self.tokens:
+            _log.info("console_tokens_loaded", read_only=fresh.read_only is not None)
+            self.tokens = fresh
+        return self.tokens
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_log = structlog.get_logger("avatar_callbacks.admin")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ redirect to the sign-in form."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -13,8 +14,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from callbacks import metrics
 from callbacks.admin.auth import CSRF_FIELD, CSRF_HEADER, Principal, csrf_ok
-from callbacks.admin.context import console_of
+from callbacks.admin.context import client_address, console_of
 
 Endpoint = Callable[[Request, Principal], Awaitable[Response]]
 FORM_LIMIT = 64 * 1024
@@ -29,6 +31,39 @@ def refusal(status: int, reason: str, **details: Any) -> Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="avatar-callbacks console"'
     return response
+
+
+def too_many_failures(wait: float) -> Response:
+    seconds = max(1, math.ceil(wait))
+    metrics.CONSOLE_SIGN_IN_FAILURES.labels("throttled").inc()
+    response = refusal(429, "too_many_failed_sign_ins", retry_after=seconds)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def throttled(request: Request) -> Response | None:
+    """The 429 for an address past its failed sign-ins, refused before its token is looked at."""
+    console = console_of(request)
+    wait = console.throttle.retry_after(client_address(request), console.clock())
+    return too_many_failures(wait) if wait > 0 else None
+
+
+def count_failed_sign_in(request: Request) -> None:
+    console = console_of(request)
+    console.throttle.failed(client_address(request), console.clock())
+    metrics.CONSOLE_SIGN_IN_FAILURES.labels("wrong_token").inc()
+
+
+def caller(request: Request) -> Principal | Response | None:
+    """The signed-in caller; None when not signed in; the 429 for a throttled address. A wrong
+    bearer token is a failed sign-in (an expired or forged cookie is not: it cannot be guessed)."""
+    blocked = throttled(request)
+    if blocked is not None:
+        return blocked
+    principal = console_of(request).principal(request)
+    if principal is None and request.headers.get("authorization") is not None:
+        count_failed_sign_in(request)
+    return principal
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -52,7 +87,9 @@ def api(*, act: bool = False) -> Callable[[Endpoint], Callable[[Request], Awaita
     def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            principal = console_of(request).principal(request)
+            principal = caller(request)
+            if isinstance(principal, Response):
+                return principal
             if principal is None:
                 return refusal(401, "unauthorized")
             if act:
@@ -71,8 +108,10 @@ FormEndpoint = Callable[[Request, Principal, Mapping[str, str]], Awaitable[Respo
 
 
 def page(request: Request) -> Principal | Response:
-    """The signed-in caller of a page, or the redirect to the sign-in form."""
-    principal = console_of(request).principal(request)
+    """The signed-in caller of a page, or the redirect to the sign-in form (or a 429)."""
+    principal = caller(request)
+    if isinstance(principal, Response):
+        return principal
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)

@@ -148,6 +148,71 @@ def schema() -> dict[str, Any]:
                 },
             }
         },
+        "/api/jobs/expected": {
+            "get": {
+                "summary": "Expected jobs (callbacks jobs list) and what polling found",
+                "parameters": [
+                    {
+                        "name": "overdue",
+                        "in": "query",
+                        "schema": {"enum": ["true", "false"]},
+                        "description": "true: only jobs that did not finish within their time.",
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"jobs": {"type": "array", "items": _ref("ExpectedJob")}},
+                        },
+                        "Oldest expectation first.",
+                    ),
+                    **_REFUSED,
+                },
+            },
+            "post": {
+                "summary": "Expect a job's result (callbacks jobs expect): polled if no callback",
+                "description": (
+                    "After the route's reconcile_after without a callback, the serving process "
+                    "polls the MetaStudio API for the job until a terminal state (delivered as "
+                    "an event) or `within` runs out (overdue). Expecting a job again re-arms it."
+                ),
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "route": {"type": "string", "description": "A MetaStudio job route."},
+                            "job_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                            "within": {
+                                "oneOf": [
+                                    {"type": "number", "exclusiveMinimum": 0},
+                                    {"type": "string", "examples": ["30m", "2h", "7d"]},
+                                ],
+                                "description": "Seconds or a duration; default 24h.",
+                            },
+                        },
+                        "required": ["route", "job_id"],
+                        "additionalProperties": False,
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"ok": {"const": True}, "job": _ref("ExpectedJob")},
+                        },
+                        "Recorded.",
+                    ),
+                    **_ACT_REFUSED,
+                    "400": _json(
+                        _ref("Refusal"),
+                        "malformed_json, json_not_an_object, bad_expect, bad_within, "
+                        "unknown_route, not_pollable (not a MetaStudio job route), bad_job_id.",
+                    ),
+                    "409": _json(_ref("Refusal"), "no_metastudio_api: nothing to poll with."),
+                },
+            },
+        },
         "/api/keys": {
             "get": {
                 "summary": "Each route's keys by id: rotation state and what each verified",
@@ -207,7 +272,9 @@ def schema() -> dict[str, Any]:
         "info": {
             "title": "avatar-callbacks console API",
             "version": "1",
-            "description": "Inspect, replay and purge stored callbacks; keys, health, metrics.",
+            "description": (
+                "Inspect, replay and purge stored callbacks; expected jobs; keys, health, metrics."
+            ),
         },
         "paths": paths,
         "security": [{"bearer": []}, {"session": []}],
@@ -249,6 +316,21 @@ def schema() -> dict[str, Any]:
                 "Requeued": {
                     "type": "object",
                     "properties": {"requeued": {"type": "integer"}, "more": {"type": "boolean"}},
+                },
+                "ExpectedJob": {
+                    "type": "object",
+                    "properties": {
+                        "route": {"type": "string"},
+                        "job_id": {"type": "string"},
+                        "state": {"enum": ["waiting", "found", "overdue"]},
+                        "polls": {"type": "integer"},
+                        "last_state": {"type": ["string", "null"]},
+                        "expected_at": {"type": "string"},
+                        "poll_after": {"type": "string"},
+                        "deadline": {"type": "string"},
+                        "overdue": {"type": "boolean"},
+                        "event_id": {"type": ["string", "null"]},
+                    },
                 },
                 "RouteKeys": {
                     "type": "object",

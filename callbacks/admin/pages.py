@@ -3,6 +3,7 @@ keyboard, no build step); one small script polls ``/api/metrics`` for the live v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,7 +23,7 @@ from callbacks.admin.auth import (
     Principal,
 )
 from callbacks.admin.context import console_of, event_id_param
-from callbacks.admin.guard import page, page_action, read_form
+from callbacks.admin.guard import count_failed_sign_in, page, page_action, read_form, throttled
 from callbacks.admin.queries import (
     BadQuery,
     Query,
@@ -92,6 +93,7 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
 
 async def sign_in_form(request: Request) -> Response:
     console = console_of(request)
+    console.refresh_tokens()
     nonce, cookie = console.sessions.sign_in_nonce()
     response = render(
         request, "login.html", None, nonce=nonce, next=_safe_next(request.query_params.get("next"))
@@ -103,29 +105,49 @@ async def sign_in_form(request: Request) -> Response:
 async def sign_in(request: Request) -> Response:
     console = console_of(request)
     form = await read_form(request)
+    blocked = throttled(request)
+    if blocked is not None:
+        return _sign_in_again(
+            request, 429, form, "Too many wrong tokens from this address: wait a minute.", blocked
+        )
+    console.refresh_tokens()
     if not console.sessions.sign_in_nonce_matches(
         request.cookies.get(SIGN_IN_COOKIE), form.get("nonce")
     ):
         return HTMLResponse("sign-in form expired: reload it", status_code=403)
     role = console.tokens.role_for(form.get("token", ""))
     if role is None:
-        nonce, cookie = console.sessions.sign_in_nonce()
-        refused = render(
-            request,
-            "login.html",
-            None,
-            status=401,
-            nonce=nonce,
-            next=_safe_next(form.get("next")),
-            error="That token is not valid.",
-        )
-        _set_cookie(request, refused, SIGN_IN_COOKIE, cookie, 3600)
-        return refused
+        count_failed_sign_in(request)
+        return _sign_in_again(request, 401, form, "That token is not valid.")
     value, _ = console.sessions.issue(role)
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, value, SESSION_SECONDS)
     response.delete_cookie(SIGN_IN_COOKIE, path="/")
     return response
+
+
+def _sign_in_again(
+    request: Request,
+    status: int,
+    form: Mapping[str, str],
+    error: str,
+    refused: Response | None = None,
+) -> Response:
+    """The sign-in form again, with a fresh nonce and why the last try failed."""
+    nonce, cookie = console_of(request).sessions.sign_in_nonce()
+    again = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        nonce=nonce,
+        next=_safe_next(form.get("next")),
+        error=error,
+    )
+    if refused is not None and "retry-after" in refused.headers:
+        again.headers["Retry-After"] = refused.headers["retry-after"]
+    _set_cookie(request, again, SIGN_IN_COOKIE, cookie, 3600)
+    return again
 
 
 async def sign_out(request: Request) -> Response:

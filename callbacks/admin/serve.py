@@ -32,7 +32,8 @@ def prepare(
     """The console app and its bound socket; ConsoleUnavailable (one line) if it cannot be had."""
     assert config.admin is not None
     try:
-        tokens = load_tokens(read_key_file(config.keys.file, missing_ok=True), env or os.environ)
+        env = os.environ if env is None else env
+        tokens = load_tokens(read_key_file(config.keys.file, missing_ok=True), env)
     except KeyFileError as exc:
         raise ConsoleUnavailable(f"the console cannot read its token: {exc}") from None
     try:
@@ -42,7 +43,7 @@ def prepare(
             f"the console needs the admin extra ({exc.name} is missing): "
             "pip install 'avatar-callbacks[admin]'"
         ) from None
-    app = create_admin_app(config, tokens)
+    app = create_admin_app(config, tokens, env=env)
     family = socket.AF_INET6 if ":" in config.admin.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

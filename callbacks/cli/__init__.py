@@ -14,10 +14,26 @@ from __future__ import annotations
 
 import click
 
-from callbacks.cli import console, db, events, jobs, keys, serve, simulate, sinks, url
+from callbacks.cli import (
+    console,
+    db,
+    events,
+    forward,
+    jobs,
+    keys,
+    metastudio,
+    serve,
+    simulate,
+    sinks,
+    url,
+)
+from callbacks.cli._support import JsonErrorsGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=JsonErrorsGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="avatar-callbacks")
 def main() -> None:
     """Receive, verify and deliver SenseTime SoftSugar and Huawei MetaStudio callbacks.
@@ -30,6 +46,19 @@ def main() -> None:
     """
 
 
-# ``sinks`` adds ``keys sink``, so it comes after ``keys``.
-for command_module in (serve, db, keys, events, simulate, url, sinks, jobs, console):
+# ``sinks`` and ``metastudio`` add ``keys sink`` and ``keys metastudio``: after ``keys``.
+# ``console`` and ``forward`` add ``events tail`` and ``events forward``: after ``events``.
+for command_module in (
+    serve,
+    db,
+    keys,
+    events,
+    simulate,
+    url,
+    sinks,
+    metastudio,
+    jobs,
+    console,
+    forward,
+):
     command_module.register(main)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,8 @@ import orjson
 
 from callbacks.config import CONFIG_ENV, Config, RouteConfig, load_config
 from callbacks.devsetup import DEV_CONFIG
+from callbacks.durations import DURATION
+from callbacks.durations import parse_duration as parse_duration  # the CLI's, re-exported
 from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
 from callbacks.keyfile import KeyEntry, KeyFile, read_key_file, update_key_file
 from callbacks.store import Store, open_store, sqlite_path
@@ -24,10 +25,35 @@ from callbacks.store import Store, open_store, sqlite_path
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 
 
-def fail(message: str) -> NoReturn:
-    """Report a failed operation (exit 1) in one clear line on stderr."""
+def fail(message: str, *, code: str = "failed") -> NoReturn:
+    """Report a failed operation (exit 1): one clear line on stderr, or under ``--json`` the
+    error as JSON on stdout, where the script reading the command's output looks for it."""
+    if json_requested():
+        echo_error_json(code, message)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def fail_after_report(message: str) -> NoReturn:
+    """Exit 1 once the command has printed its report (its JSON, under ``--json``, says what
+    failed): the reason goes to stderr only, so stdout stays one JSON document."""
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def json_requested() -> bool:
+    """Whether the running command (or a group above it) was given ``--json``."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.params.get("as_json"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+def echo_error_json(code: str, message: str) -> None:
+    click.echo(orjson.dumps({"ok": False, "error": {"code": code, "message": message}}).decode())
 
 
 def resolve_config_path(path: str | None) -> Path | None:
@@ -95,22 +121,6 @@ config_option = click.option(
 )
 
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-DURATION_HINT = "use a number and a unit: 30m, 24h, 7d (s, m, h, d, w)"
-
-
-def parse_duration(text: str) -> int:
-    """``30m`` -> 1800 seconds. Raises ValueError naming the accepted forms."""
-    text = text.strip()
-    if text == "0":
-        return 0
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration: {DURATION_HINT}")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
 def parse_moment(text: str, *, now: datetime, ahead: bool) -> datetime:
     """An ISO date or date-time (UTC unless it names a zone), or a duration from ``now``.
 
@@ -118,7 +128,7 @@ def parse_moment(text: str, *, now: datetime, ahead: bool) -> datetime:
     ago for ``--since`` and ``--before``.
     """
     text = text.strip()
-    if _DURATION.match(text):
+    if DURATION.match(text):
         delta = timedelta(seconds=parse_duration(text))
         return now + delta if ahead else now - delta
     try:
@@ -251,3 +261,29 @@ def reload_hint(config: Config) -> None:
         f"{config.keys.reload_interval:g}s (at once on SIGHUP) and logs `keys_loaded` with the ids",
         err=True,
     )
+
+
+class JsonErrorsGroup(click.Group):
+    """The top-level group: with ``--json`` anywhere on the command line, click's own errors
+    (a bad option, a missing argument, an interrupted prompt) are JSON on stdout too, so a script
+    never has to parse two formats."""
+
+    def main(self, args: Sequence[str] | None = None, *pos: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        wants_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        if not wants_json or kwargs.get("standalone_mode") is False:
+            return super().main(args, *pos, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(argv, *pos, **kwargs)
+        except click.UsageError as exc:
+            echo_error_json("usage", exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            echo_error_json("failed", exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            echo_error_json("aborted", "aborted")
+            sys.exit(1)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
+        sys.exit(result if isinstance(result, int) else 0)

@@ -170,7 +170,8 @@ def tail_events(
 def check_config(path: str) -> dict[str, Any]:
     """Everything ``callbacks serve`` checks before it starts, short of the store's server:
     the config, the key file, the handler modules, the sinks, a key per route, the console's
-    token. Raises CallbacksError with one line for the first problem."""
+    token, the confirmers and the MetaStudio API credentials. Raises CallbacksError with one
+    line for the first problem."""
     from callbacks.handlers import load_handlers
     from callbacks.keyfile import read_key_file
     from callbacks.sinks.delivery import check_sinks
@@ -190,6 +191,11 @@ def check_config(path: str) -> dict[str, Any]:
             f"{config.keys.file}: no verifying key for route(s) {', '.join(keyless)}: "
             "add one with `callbacks keys add ROUTE --generate`"
         )
+    from callbacks.confirm.credentials import key_file_credentials
+    from callbacks.confirm.gate import check_confirmation
+
+    key_file_credentials(keyfile)  # a malformed [metastudio_api] table, even one not in use
+    check_confirmation(config, os.environ)
     if config.admin is not None:
         from callbacks.admin.auth import load_tokens
 
@@ -230,10 +236,7 @@ def config_check(config_path: str | None, as_json: bool) -> None:
             raise CallbacksError("no config: pass --config PATH or set CALLBACKS_CONFIG")
         report = check_config(str(resolved))
     except CallbacksError as exc:
-        if as_json:
-            echo_json({"ok": False, "error": str(exc)})
-            sys.exit(1)
-        fail(str(exc))
+        fail(str(exc), code="config_invalid")
     if as_json:
         echo_json(report)
         return

@@ -19,10 +19,9 @@ from callbacks.cli._support import (
     format_table,
     json_option,
     load_config_or_fail,
-    route_or_fail,
 )
-from callbacks.confirm.expected import ExpectedJob, open_expected_jobs
-from callbacks.confirm.reconciler import DEFAULT_WITHIN, NotPollable, expect_job
+from callbacks.confirm.expected import ExpectedJob, job_summary, open_expected_jobs
+from callbacks.confirm.reconciler import DEFAULT_WITHIN, ExpectRefused, expect_on_route
 from callbacks.errors import StoreUnavailable
 from callbacks.event_view import iso
 
@@ -52,21 +51,20 @@ def jobs_group() -> None:
 def expect(config_path: str | None, route_name: str, job_id: str, within: int) -> None:
     """Record that JOB_ID's result is expected on ROUTE."""
     config = load_config_or_fail(config_path)
-    route = route_or_fail(config, route_name)
-    if config.confirmation.api is None:
-        fail("expected jobs are polled from the MetaStudio API: configure [metastudio_api] first")
     jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
-    after = config.confirmation.for_route(route.name).reconcile_after
 
     async def run() -> ExpectedJob:
         try:
-            return await expect_job(jobs, route, job_id, reconcile_after=after, within=within)
+            return await expect_on_route(config, jobs, route_name, job_id, within=within)
         finally:
             await jobs.close()
 
     try:
         job = asyncio.run(run())
-    except (NotPollable, StoreUnavailable) as exc:
+    except ExpectRefused as exc:
+        where = f"; routes are defined in {config.source}" if exc.reason == "unknown_route" else ""
+        fail(f"{exc}{where}")
+    except StoreUnavailable as exc:
         fail(str(exc))
     click.echo(
         f"expecting {job.job_id} on {job.route}: polled from {iso(job.poll_after)} "
@@ -94,7 +92,7 @@ def list_jobs(config_path: str | None, overdue: bool, as_json: bool) -> None:
     except StoreUnavailable as exc:
         fail(str(exc))
     if as_json:
-        echo_json([_summary(j) for j in found])
+        echo_json([job_summary(j) for j in found])
         return
     if not found:
         click.echo("no expected jobs match", err=True)
@@ -106,21 +104,6 @@ def list_jobs(config_path: str | None, overdue: bool, as_json: bool) -> None:
         for j in found
     ]  # fmt: skip
     click.echo(format_table(headers, rows))
-
-
-def _summary(job: ExpectedJob) -> dict[str, object]:
-    return {
-        "route": job.route,
-        "job_id": job.job_id,
-        "state": job.state,
-        "polls": job.polls,
-        "last_state": job.last_state,
-        "expected_at": iso(job.expected_at),
-        "poll_after": iso(job.poll_after),
-        "deadline": iso(job.deadline),
-        "overdue": job.state == "overdue",
-        "event_id": job.event_id,
-    }
 
 
 def register(main: click.Group) -> None:

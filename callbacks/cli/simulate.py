@@ -11,16 +11,16 @@ more.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+import shlex
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import orjson
 
+from callbacks.cli._http import Answer, PostFailed, is_http_url, post, without_query
 from callbacks.cli._support import (
     config_option,
     default_target,
@@ -29,58 +29,39 @@ from callbacks.cli._support import (
     json_option,
     load_config_or_fail,
     primary_or_fail,
+    read_keys_or_fail,
     route_or_fail,
 )
 from callbacks.config import Config, RouteConfig
+from callbacks.errors import KeyFileError
 from callbacks.keyfile import KeyEntry
 from callbacks.testing import SignedCallback, sample_body, sample_events, sign_callback
 
 SEND_TIMEOUT = 10.0
+MAX_COUNT = 100_000
+_KEY_STATES = ("primary", "next", "previous")
 
 # --------------------------------------------------------------------------- sending
 
 
-@dataclass
-class Answer:
-    status: int
-    content: Any
-
-
-def without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
-
-
 def send(url: str, request: SignedCallback) -> Answer:
-    """POST the signed request; a refused connection exits 1 with a hint."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("only http(s) URLs")
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url,
-        data=request.body,
-        method="POST",
-        headers={"Content-Type": "application/json", **request.headers},
-    )
+    """POST the signed request; no answer exits 1 with a hint."""
     try:
-        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT) as resp:  # noqa: S310
-            return Answer(resp.status, _decode(resp.read()))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Answer(exc.code, _decode(exc.read()))
-    except urllib.error.URLError as exc:
-        plain = without_query(url)
-        if isinstance(exc.reason, ConnectionRefusedError):
-            fail(f"no receiver at {plain}: start one with `callbacks serve`")
-        fail(f"cannot reach {plain}: {exc.reason}")
-    except TimeoutError:
-        fail(f"{without_query(url)} did not answer within {SEND_TIMEOUT:g}s")
+        return post(url, request.body, request.headers, timeout=SEND_TIMEOUT)
+    except PostFailed as exc:
+        if exc.refused:
+            fail(f"no receiver at {without_query(url)}: start one with `callbacks serve`")
+        fail(str(exc))
 
 
-def _decode(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data.decode("utf-8", "replace")[:200]
+def outcome(answer: Answer) -> str:
+    """``stored``, ``duplicate``, or the receiver's reason for refusing."""
+    content = answer.content
+    if not isinstance(content, dict):
+        return "not_a_receiver_answer"
+    if content.get("ok") and "delivery_id" in content:
+        return "duplicate" if content.get("duplicate") else "stored"
+    return str(content.get("reason", "unknown"))
 
 
 def describe(answer: Answer) -> str:
@@ -88,9 +69,69 @@ def describe(answer: Answer) -> str:
     if not isinstance(content, dict):
         return f"{answer.status} (not a receiver answer: {content!r})"
     if content.get("ok") and "delivery_id" in content:
-        outcome = "duplicate" if content.get("duplicate") else "stored"
-        return f"{answer.status} {outcome} delivery_id={content['delivery_id']}"
-    return f"{answer.status} {content.get('reason', 'unknown')}"
+        return f"{answer.status} {outcome(answer)} delivery_id={content['delivery_id']}"
+    return f"{answer.status} {outcome(answer)}"
+
+
+def curl_command(url: str, request: SignedCallback) -> str:
+    """A curl command line that sends exactly this request (quoted for a POSIX shell)."""
+    parts = ["curl", "-sS", "-X", "POST", url, "-H", "Content-Type: application/json"]
+    for name, value in request.headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    parts += ["--data-binary", request.body.decode()]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """``FIELD=VALUE`` (``a.b=VALUE`` for a nested field): VALUE as JSON when it parses as
+    JSON (``3``, ``true``, ``null``, ``"007"``, ``{...}``), else as the text it is."""
+    name, sep, raw = text.partition("=")
+    path = name.split(".")
+    if not sep or not all(path):
+        raise click.BadParameter(
+            f"{text!r} is not FIELD=VALUE (e.g. status=3, userData=abc, a.b=true)",
+            param_hint="--set",
+        )
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw
+    return path, value
+
+
+def apply_assignments(body: dict[str, Any], assignments: list[tuple[list[str], Any]]) -> None:
+    for path, value in assignments:
+        target = body
+        for name in path[:-1]:
+            inner = target.get(name)
+            if not isinstance(inner, dict):
+                if inner is not None:
+                    raise click.BadParameter(
+                        f"{'.'.join(path)}: {name!r} holds {type(inner).__name__}, not an object",
+                        param_hint="--set",
+                    )
+                inner = target[name] = {}
+            target = inner
+        target[path[-1]] = value
+
+
+def choose_key(config: Config, route: RouteConfig, wanted: str | None) -> KeyEntry:
+    """The primary key, or the one ``--key`` names by id (prefix) or by state."""
+    if wanted is None:
+        return primary_or_fail(config, route)
+    entries = read_keys_or_fail(config).for_route(route.name)
+    if wanted in _KEY_STATES:
+        for entry in entries:
+            if entry.state == wanted:
+                return entry
+        fail(f"route {route.name!r} has no {wanted} key; `callbacks keys list` shows its keys")
+    try:
+        return read_keys_or_fail(config).find(route.name, wanted)
+    except KeyFileError as exc:
+        fail(f"{exc}; `callbacks keys list` shows the ids")
 
 
 # --------------------------------------------------------------------------- commands
@@ -102,8 +143,10 @@ def describe(answer: Answer) -> str:
 @click.option(
     "--body",
     "body_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Send this JSON object instead of a sample (SenseTime auth fields are replaced).",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE|-",
+    help="Send this JSON object (- reads stdin) instead of a sample; SenseTime auth fields are "
+    "replaced.",
 )
 @click.option(
     "--event",
@@ -114,6 +157,27 @@ def describe(answer: Answer) -> str:
     "REPLY_COMMAND_FINISH.",
 )
 @click.option(
+    "--set",
+    "assignments",
+    metavar="FIELD=VALUE",
+    multiple=True,
+    help="Set a body field (repeatable; a.b for nested; VALUE is JSON when it parses as JSON).",
+)
+@click.option(
+    "--key",
+    "wanted_key",
+    metavar="KEY_ID",
+    help="Sign with this key (an id prefix, or primary|next|previous) instead of the primary: "
+    "to try a rotation's keys.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, MAX_COUNT),
+    default=1,
+    show_default=True,
+    help="Send this many (fresh samples; the same body again with --body: a platform retry).",
+)
+@click.option(
     "--url",
     "target",
     metavar="URL",
@@ -121,47 +185,118 @@ def describe(answer: Answer) -> str:
     "replaced by the signed one.",
 )
 @click.option("--tamper", is_flag=True, help="Send a forged signature (or token): expect a 4xx.")
+@click.option(
+    "--print-curl",
+    is_flag=True,
+    help="Print a curl command sending the signed request instead of sending it. It holds a "
+    "live signature: it verifies until the route's timestamp window passes.",
+)
 @json_option
 def simulate(
     config_path: str | None,
     route_name: str,
     body_file: Path | None,
     event: str | None,
+    assignments: tuple[str, ...],
+    wanted_key: str | None,
+    count: int,
     target: str | None,
     tamper: bool,
+    print_curl: bool,
     as_json: bool,
 ) -> None:
     """Send ROUTE a correctly signed callback and print the receiver's answer.
 
     The body is signed the way the route's platform signs it: over the route's public_url, with
-    its primary key, now. Exit 0 when the answer is what was expected (2xx, or 4xx with
-    --tamper), else 1.
+    its primary key (or --key), now. Exit 0 when every answer is what was expected (2xx, or 4xx
+    with --tamper), else 1.
 
     \b
     Example:
       callbacks simulate sensetime
       callbacks simulate metastudio-live --event RTMP_STREAM_STATE_CHANGE
       callbacks simulate sensetime --tamper            # expect: 401 signature_mismatch
+      callbacks simulate sensetime --key next          # the staged key of a rotation
+      callbacks simulate sensetime --set status=3 --count 20
+      echo '{"taskId": 7, "status": 2}' | callbacks simulate sensetime --body -
+      callbacks simulate sensetime --print-curl
     """
     if body_file is not None and event is not None:
         raise click.UsageError("pass --body FILE or --event TYPE, not both")
     config = load_config_or_fail(config_path)
     route = route_or_fail(config, route_name)
-    body = _load_body(body_file) if body_file else sample_body(route, _pick_event(route, event))
+    changes = [parse_assignment(text) for text in assignments]
+    given = _load_body(body_file) if body_file else None
+    sample_event = None if given is not None else _pick_event(route, event)
     url = _target(config, route, target)
-    key = primary_or_fail(config, route)
-    request = sign_callback(route, key.secret, body, tamper=tamper)
+    key = choose_key(config, route, wanted_key)
+
+    def next_request() -> SignedCallback:
+        body = dict(given) if given is not None else sample_body(route, sample_event)
+        apply_assignments(body, changes)
+        return sign_callback(route, key.secret, body, tamper=tamper)
+
+    if print_curl:
+        for _ in range(count):
+            request = next_request()
+            click.echo(curl_command(request.url(url), request))
+        return
     how = "token minted" if route.auth == "NONE" else "signed"
     click.echo(
-        f"POST {url}  ({route.describe}, {how} with key {key.id} for {route.public_url}"
-        f"{', tampered' if tamper else ''})",
+        f"POST {url}  ({route.describe}, {how} with key {key.id} ({key.state}) for "
+        f"{route.public_url}{', tampered' if tamper else ''}{f', x{count}' if count > 1 else ''})",
         err=True,
     )
-    answer = send(request.url(url), request)
-    expected_ok = 400 <= answer.status < 500 if tamper else 200 <= answer.status < 300
-    _report(answer, route, key, tamper=tamper, ok=expected_ok, as_json=as_json)
-    if not expected_ok:
+    answers = []
+    for _ in range(count):
+        request = next_request()
+        answer = send(request.url(url), request)
+        answers.append(answer)
+        if not as_json:
+            click.echo(describe(answer))
+    ok = [_as_expected(answer, tamper=tamper) for answer in answers]
+    if as_json:
+        _report_json(answers, ok, route, key, tamper=tamper)
+    elif count > 1:
+        tally = Counter(outcome(answer) for answer in answers)
+        click.echo(f"{count} sent: " + ", ".join(f"{n} {o}" for o, n in tally.items()), err=True)
+    if not all(ok):
+        first_bad = answers[ok.index(False)]
+        click.echo(_why(first_bad, route, key, tamper=tamper), err=True)
         raise SystemExit(1)
+
+
+def _as_expected(answer: Answer, *, tamper: bool) -> bool:
+    return 400 <= answer.status < 500 if tamper else 200 <= answer.status < 300
+
+
+def _report_json(
+    answers: list[Answer], ok: list[bool], route: RouteConfig, key: KeyEntry, *, tamper: bool
+) -> None:
+    common = {
+        "route": route.name,
+        "key_id": key.id,
+        "key_state": key.state,
+        "tampered": tamper,
+        "expected": "4xx" if tamper else "2xx",
+    }
+    if len(answers) == 1:
+        echo_json(
+            {"status": answers[0].status, "response": answers[0].content, **common, "ok": ok[0]}
+        )
+        return
+    echo_json(
+        {
+            **common,
+            "count": len(answers),
+            "outcomes": dict(Counter(outcome(answer) for answer in answers)),
+            "answers": [
+                {"status": a.status, "response": a.content, "ok": good}
+                for a, good in zip(answers, ok, strict=True)
+            ],
+            "ok": all(ok),
+        }
+    )
 
 
 def _pick_event(route: RouteConfig, event: str | None) -> str:
@@ -179,46 +314,28 @@ def _pick_event(route: RouteConfig, event: str | None) -> str:
 
 
 def _load_body(path: Path) -> dict[str, Any]:
+    where = "stdin" if str(path) == "-" else str(path)
+    data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     try:
-        body = orjson.loads(path.read_bytes())
+        body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"{path} is not valid JSON ({exc})", param_hint="--body") from None
+        raise click.BadParameter(
+            f"{where} is not valid JSON ({exc})", param_hint="--body"
+        ) from None
     if not isinstance(body, dict):
-        raise click.BadParameter(f"{path} must hold a JSON object", param_hint="--body")
+        raise click.BadParameter(f"{where} must hold a JSON object", param_hint="--body")
     return body
 
 
 def _target(config: Config, route: RouteConfig, target: str | None) -> str:
     if target is None:
         return default_target(config, route)
-    parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not is_http_url(target):
         raise click.BadParameter(
             f"{target!r} is not an http(s) URL, e.g. http://127.0.0.1:8000{route.path}",
             param_hint="--url",
         )
     return without_query(target)
-
-
-def _report(
-    answer: Answer, route: RouteConfig, key: KeyEntry, *, tamper: bool, ok: bool, as_json: bool
-) -> None:
-    if as_json:
-        echo_json(
-            {
-                "status": answer.status,
-                "response": answer.content,
-                "route": route.name,
-                "key_id": key.id,
-                "tampered": tamper,
-                "expected": "4xx" if tamper else "2xx",
-                "ok": ok,
-            }
-        )
-    else:
-        click.echo(describe(answer))
-    if not ok:
-        click.echo(_why(answer, route, key, tamper=tamper), err=True)
 
 
 def _why(answer: Answer, route: RouteConfig, key: KeyEntry, *, tamper: bool) -> str:

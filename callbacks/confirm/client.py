@@ -57,7 +57,7 @@ class MetaStudioClient:
         self,
         endpoint: str,
         project_id: str,
-        credentials: Credentials,
+        credentials: Credentials | Callable[[], Credentials],
         *,
         timeout: float = 10.0,
         max_concurrency: int = 16,
@@ -72,7 +72,9 @@ class MetaStudioClient:
         self.endpoint = f"{parts.scheme}://{parts.netloc}"
         self.project_id = project_id
         self._host = parts.netloc
-        self._credentials = credentials
+        # A callable is asked on every request: the server's LiveCredentials, which follows
+        # the key file, so rotated credentials are used without a restart.
+        self._credentials = credentials if callable(credentials) else (lambda: credentials)
         self._retry = retry or RetryPolicy()
         self._limit = asyncio.Semaphore(max_concurrency)
         self._rng = rng or random.Random()
@@ -130,7 +132,7 @@ class MetaStudioClient:
         return _interpret(response)
 
     def _auth_headers(self, path: str) -> dict[str, str]:
-        credentials = self._credentials
+        credentials = self._credentials()
         if isinstance(credentials, IamToken):
             return {"X-Auth-Token": credentials.token}
         assert isinstance(credentials, AkSk)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from callbacks.config import RouteConfig
 from callbacks.confirm.details import JobDetails
 from callbacks.confirm.errors import MetaStudioApiError
+from callbacks.confirm.live_credentials import LiveCredentials
 from callbacks.confirm.rule import Confirmation, after_error, decide, job_query
-from callbacks.confirm.settings import MetaStudioApiSettings, load_credentials
+from callbacks.confirm.settings import MetaStudioApiSettings
 from callbacks.errors import CallbacksError
 from callbacks.events import Event
 
@@ -56,9 +58,13 @@ class MetaStudioConfirmer:
 
 
 def metastudio_client(
-    api: MetaStudioApiSettings, env: Mapping[str, str] | None = None
+    api: MetaStudioApiSettings,
+    env: Mapping[str, str] | None = None,
+    key_file: Path | None = None,
 ) -> JobSource:
-    """The API client for ``[metastudio_api]``; needs the ``metastudio`` extra (httpx)."""
+    """The API client for ``[metastudio_api]``; needs the ``metastudio`` extra (httpx).
+
+    Its credentials follow ``key_file`` (see :class:`LiveCredentials`)."""
     try:
         from callbacks.confirm.client import MetaStudioClient, RetryPolicy
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -68,7 +74,7 @@ def metastudio_client(
     return MetaStudioClient(
         api.endpoint,
         api.project_id,
-        load_credentials(api, env),
+        LiveCredentials(api, env, key_file),
         timeout=api.timeout,
         max_concurrency=api.max_concurrency,
         retry=RetryPolicy(attempts=api.retry_attempts),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from callbacks.errors import StoreUnavailable
+from callbacks.event_view import iso
 from callbacks.store.url import is_sqlite_url, sqlite_path
 
 JobState = Literal["waiting", "found", "overdue"]
@@ -62,6 +63,22 @@ class ExpectedJob:
     next_poll_at: float
     last_state: str | None
     event_id: str | None
+
+
+def job_summary(job: ExpectedJob) -> dict[str, object]:
+    """One expected job as ``jobs list --json`` and ``GET /api/jobs/expected`` show it."""
+    return {
+        "route": job.route,
+        "job_id": job.job_id,
+        "state": job.state,
+        "polls": job.polls,
+        "last_state": job.last_state,
+        "expected_at": iso(job.expected_at),
+        "poll_after": iso(job.poll_after),
+        "deadline": iso(job.deadline),
+        "overdue": job.state == "overdue",
+        "event_id": job.event_id,
+    }
 
 
 class ExpectedJobs(Protocol):

@@ -164,7 +164,7 @@ def build_gate(config: Config, env: Mapping[str, str] | None = None) -> Confirma
             continue
         if shared is None:
             assert settings.api is not None  # the settings refuse confirm without [metastudio_api]
-            client = metastudio_client(settings.api, env)
+            client = metastudio_client(settings.api, env, config.keys.file)
             resources.append(client)
             shared = MetaStudioConfirmer(client)
         confirmers[route.name] = shared
@@ -188,7 +188,7 @@ def check_confirmation(config: Config, env: Mapping[str, str] | None = None) -> 
         elif chosen.enabled:
             needs_api = True
     if needs_api and settings.api is not None:
-        load_credentials(settings.api, env)
+        load_credentials(settings.api, env, config.keys.file)
         try:
             import httpx  # noqa: F401
         except ImportError:  # pragma: no cover - depends on the install

@@ -27,7 +27,7 @@ import orjson
 import structlog
 from prometheus_client import Counter
 
-from callbacks.config import RouteConfig
+from callbacks.config import Config, RouteConfig
 from callbacks.confirm.confirmer import JobSource
 from callbacks.confirm.details import JobDetails
 from callbacks.confirm.errors import MetaStudioApiError
@@ -55,8 +55,22 @@ POLLABLE_KINDS = frozenset({"video", "photo_video", "business_card", "subtitle",
 DEFAULT_WITHIN = 24 * 3600.0
 
 
-class NotPollable(CallbacksError):
+MAX_WITHIN = 366 * 86400.0
+
+
+class ExpectRefused(CallbacksError):
+    """A job that cannot be expected; ``reason`` is stable (the console's API answers it)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class NotPollable(ExpectRefused):
     """The route has no job query to poll (SenseTime, live events)."""
+
+    def __init__(self, message: str, reason: str = "not_pollable") -> None:
+        super().__init__(reason, message)
 
 
 def check_pollable(route: RouteConfig) -> None:
@@ -79,11 +93,38 @@ async def expect_job(
     """Record that ``job_id``'s result is expected on ``route`` within ``within`` seconds."""
     check_pollable(route)
     if not job_id or len(job_id) > 128 or not job_id.isprintable():
-        raise NotPollable("a job id is 1-128 printable characters")
+        raise NotPollable("a job id is 1-128 printable characters", reason="bad_job_id")
+    if not 0 < within <= MAX_WITHIN:
+        raise ExpectRefused("bad_within", "within: a duration from 1s to 366d")
     now = time.time() if now is None else now
     return await jobs.expect(
         route.name, job_id, now=now, poll_after=now + reconcile_after, deadline=now + within
     )
+
+
+async def expect_on_route(
+    config: Config,
+    jobs: ExpectedJobs,
+    route_name: str,
+    job_id: str,
+    *,
+    within: float = DEFAULT_WITHIN,
+    now: float | None = None,
+) -> ExpectedJob:
+    """:func:`expect_job` for ``config``'s route named ``route_name``, with its
+    ``reconcile_after``: what ``callbacks jobs expect`` and ``POST /api/jobs/expected`` do.
+    Raises :class:`ExpectRefused` (a reason and one line) for what cannot be expected."""
+    try:
+        route = config.route(route_name)
+    except KeyError as exc:
+        raise ExpectRefused("unknown_route", str(exc.args[0])) from None
+    if config.confirmation.api is None:
+        raise ExpectRefused(
+            "no_metastudio_api",
+            "expected jobs are polled from the MetaStudio API: configure [metastudio_api] first",
+        )
+    after = config.confirmation.for_route(route.name).reconcile_after
+    return await expect_job(jobs, route, job_id, reconcile_after=after, within=within, now=now)
 
 
 def poll_body(route: RouteConfig, details: JobDetails) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 [metastudio_api]
 endpoint = "https://metastudio.cn-north-4.myhuaweicloud.com"
 project_id = "0d697589d98091f12f92c0073501cd79"
-credentials_file = "metastudio-credentials.toml"   # optional; or the environment
+# credentials_file = "ms-credentials.toml"  # legacy; use `callbacks keys metastudio set`
 
 [[routes]]
 name = "metastudio-video"
@@ -15,9 +15,11 @@ reconcile_after = 600           # seconds before an expected job is polled
 
 A MetaStudio route's ``confirm`` defaults to ``required`` when ``[metastudio_api]`` is there,
 else ``off``; a SenseTime route's to ``required`` when it names a ``confirmer``, else ``off``.
-Credentials are never in the config file: :func:`load_credentials` reads the environment
-(``CALLBACKS_METASTUDIO_AK`` + ``CALLBACKS_METASTUDIO_SK``, or ``CALLBACKS_METASTUDIO_TOKEN``)
-or the private credentials file. No error here ever repeats a value it refuses.
+Credentials are never in the config file. :func:`find_credentials` looks, in this order, in
+the environment (``CALLBACKS_METASTUDIO_AK`` + ``CALLBACKS_METASTUDIO_SK``, or
+``CALLBACKS_METASTUDIO_TOKEN``), the key file's ``[metastudio_api]`` table (``callbacks keys
+metastudio set``), then the legacy private ``credentials_file``; the first that has any wins.
+No error here ever repeats a value it refuses.
 """
 
 from __future__ import annotations
@@ -32,9 +34,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from callbacks.confirm.credentials import AkSk, Credentials, IamToken
+from callbacks.confirm.credentials import (
+    KEY_FILE_TABLE,
+    AkSk,
+    Credentials,
+    IamToken,
+    credentials_from_table,
+    key_file_credentials,
+)
 from callbacks.confirm.errors import ApiConfigurationError
-from callbacks.errors import ConfigError
+from callbacks.errors import ConfigError, KeyFileError
+from callbacks.keyfile import read_key_file
 
 ConfirmMode = Literal["off", "enrich", "required"]
 CONFIRM_MODES: tuple[str, ...] = ("off", "enrich", "required")
@@ -108,8 +118,8 @@ def _read_api(table: object, source: str, base_dir: Path) -> MetaStudioApiSettin
             raise ConfigError(
                 source,
                 f"{TABLE}.{key}",
-                f"credentials never go in the config: set {ENV_AK} and {ENV_SK} (or {ENV_TOKEN}) "
-                "or name a private credentials_file",
+                "credentials never go in the config: run `callbacks keys metastudio set` (the key "
+                f"file), or set {ENV_AK} and {ENV_SK} (or {ENV_TOKEN})",
             )
     known = {"endpoint", "project_id", "credentials_file", "timeout", "max_concurrency",
              "retry_attempts"}  # fmt: skip
@@ -175,28 +185,76 @@ def _read_route(
     return RouteConfirmation(mode=mode, confirmer=confirmer, reconcile_after=reconcile_after)
 
 
+@dataclass(frozen=True)
+class FoundCredentials:
+    credentials: Credentials = field(repr=False)
+    source: Literal["environment", "key_file", "credentials_file"]
+    where: str
+    """Where they were found, for operators: the variables' names or the file's path."""
+
+
 def load_credentials(
-    api: MetaStudioApiSettings, env: Mapping[str, str] | None = None
+    api: MetaStudioApiSettings,
+    env: Mapping[str, str] | None = None,
+    key_file: Path | None = None,
 ) -> Credentials:
-    """The API credentials: the environment first, then the credentials file.
+    """The API credentials (see :func:`find_credentials`)."""
+    return find_credentials(api, env, key_file).credentials
+
+
+def find_credentials(
+    api: MetaStudioApiSettings,
+    env: Mapping[str, str] | None = None,
+    key_file: Path | None = None,
+) -> FoundCredentials:
+    """The API credentials and where they come from: the environment, then ``key_file``'s
+    ``[metastudio_api]`` table, then ``api.credentials_file``.
 
     Raises :class:`ApiConfigurationError` when there are none or they are malformed; the message
     names where to put them, never a value.
     """
+    found = environment_credentials(env) or key_file_found(key_file) or credentials_file_found(api)
+    if found is not None:
+        return found
+    raise ApiConfigurationError(
+        "no_credentials",
+        "run `callbacks keys metastudio set` (the key file), or set "
+        f"{ENV_AK} and {ENV_SK} (or {ENV_TOKEN})",
+    )
+
+
+def environment_credentials(env: Mapping[str, str] | None = None) -> FoundCredentials | None:
+    """The credentials the environment gives, if it gives any (they win over every file)."""
     env = os.environ if env is None else env
     ak, sk, token = env.get(ENV_AK), env.get(ENV_SK), env.get(ENV_TOKEN)
     if ak or sk:
         if not (ak and sk):
             raise ApiConfigurationError("credentials_incomplete", f"set both {ENV_AK} and {ENV_SK}")
-        return AkSk(ak, sk)
+        return FoundCredentials(AkSk(ak, sk), "environment", f"{ENV_AK}, {ENV_SK}")
     if token:
-        return IamToken(token)
-    if api.credentials_file is not None:
-        return _read_credentials_file(api.credentials_file)
-    raise ApiConfigurationError(
-        "no_credentials",
-        f"set {ENV_AK} and {ENV_SK} (or {ENV_TOKEN}), or [{TABLE}].credentials_file",
-    )
+        return FoundCredentials(IamToken(token), "environment", ENV_TOKEN)
+    return None
+
+
+def key_file_found(key_file: Path | None) -> FoundCredentials | None:
+    """The credentials in the key file's ``[metastudio_api]`` table, if it has them."""
+    if key_file is None:
+        return None
+    try:
+        credentials = key_file_credentials(read_key_file(key_file, missing_ok=True))
+    except KeyFileError as exc:  # its messages name fields and paths, never values
+        raise ApiConfigurationError("key_file_unreadable", str(exc)) from None
+    if credentials is None:
+        return None
+    return FoundCredentials(credentials, "key_file", f"{key_file} [{KEY_FILE_TABLE}]")
+
+
+def credentials_file_found(api: MetaStudioApiSettings) -> FoundCredentials | None:
+    """The credentials in the legacy ``credentials_file``, when the config names one."""
+    path = api.credentials_file
+    if path is None:
+        return None
+    return FoundCredentials(_read_credentials_file(path), "credentials_file", str(path))
 
 
 def _read_credentials_file(path: Path) -> Credentials:
@@ -216,14 +274,15 @@ def _read_credentials_file(path: Path) -> Credentials:
     table = data.get(TABLE, data)
     if not isinstance(table, dict):
         raise ApiConfigurationError("credentials_file_malformed", f"[{TABLE}] must be a table")
-    ak, sk, token = table.get("ak"), table.get("sk"), table.get("token")
-    if isinstance(ak, str) and isinstance(sk, str) and ak and sk:
-        return AkSk(ak, sk)
-    if isinstance(token, str) and token:
-        return IamToken(token)
-    raise ApiConfigurationError(
-        "credentials_file_malformed", f"{path}: needs ak and sk (strings), or token"
+    # The file may hold other things beside the credentials: only these three are read.
+    credentials = credentials_from_table(
+        {name: table[name] for name in ("ak", "sk", "token") if name in table}, str(path)
     )
+    if credentials is None:
+        raise ApiConfigurationError(
+            "credentials_file_malformed", f"{path}: needs ak and sk (strings), or token"
+        )
+    return credentials
 
 
 def _string(table: Mapping[str, Any], key: str, source: str, *, required: bool) -> str:

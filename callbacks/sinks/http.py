@@ -1,9 +1,7 @@
 """HTTP sink: POST each envelope, signed the Standard Webhooks way.
 
-Headers: ``webhook-id`` (the delivery id, so the receiver can de-duplicate), ``webhook-timestamp``
-(seconds) and ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, one per
-secret, space-separated, so a rotation is invisible to consumers. Any Standard Webhooks library
-verifies it (e.g. Python's ``standardwebhooks``). A 2xx answer is success, 410 Gone stops that
+The headers are :mod:`callbacks.sinks.signing`'s (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``, one signature per secret). A 2xx answer is success, 410 Gone stops that
 delivery for good, anything else (or no answer within ``timeout``) is retried.
 
 Client: httpx, already the project's HTTP client in its tests, with a connection pool kept for
@@ -12,9 +10,6 @@ the life of the sink (HTTP/1.1 keep-alive), timeouts and no redirects.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,17 +18,10 @@ import httpx
 from callbacks.sinks.base import SinkRejected, SinkUnavailable
 from callbacks.sinks.envelope import EventEnvelope
 from callbacks.sinks.settings import SinkConfig
+from callbacks.sinks.signing import signature_header as signature_header  # re-exported
+from callbacks.sinks.signing import webhook_headers
 
 _MAX_CONNECTIONS = 128
-
-
-def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: str, body: bytes) -> str:
-    """The ``webhook-signature`` value: one ``v1,`` signature for each key."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        for key in keys
-    )
 
 
 class HttpSink:
@@ -66,15 +54,7 @@ class HttpSink:
             await self.start()
         assert self._client is not None
         body = envelope.encode()
-        timestamp = str(int(self.clock()))
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": envelope.delivery_id,
-            "webhook-timestamp": timestamp,
-            "webhook-signature": signature_header(
-                self._keys(), envelope.delivery_id, timestamp, body
-            ),
-        }
+        headers = webhook_headers(self._keys(), envelope.delivery_id, int(self.clock()), body)
         try:
             response = await self._client.post(self.config.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

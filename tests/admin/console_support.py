@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,16 +103,24 @@ def write_console_setup(
     (setup.root / "console_handlers.py").write_text(CONSOLE_HANDLERS)
     config = tomllib.loads(setup.config_path.read_text())
     port = admin_port or free_port()
-    config["admin"] = {"listen": f"127.0.0.1:{port}"}
+    # Tests send many wrong tokens from one address on purpose; the limit has its own test.
+    config["admin"] = {"listen": f"127.0.0.1:{port}", "failed_sign_ins_per_minute": 10_000}
     config["handlers"] = {"modules": ["console_handlers"]}
     setup.config_path.write_text(tomli_w.dumps(config))
     return setup, port
 
 
 def start_console(
-    root: Path, *, store_url: str | None = None, env: dict[str, str] | None = None
+    root: Path,
+    *,
+    store_url: str | None = None,
+    env: dict[str, str] | None = None,
+    configure: Callable[[Setup], None] | None = None,
 ) -> Console:
+    """The console's server; ``configure`` may change the setup's files before it starts."""
     setup, port = write_console_setup(root, store_url=store_url)
+    if configure is not None:
+        configure(setup)
     env = {
         **(env or {}),
         "CALLBACKS_ADMIN_TOKEN": ADMIN_TOKEN,

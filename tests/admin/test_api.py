@@ -52,6 +52,8 @@ ENDPOINTS = [
     ("POST", "/api/events/0123/replay"),
     ("POST", "/api/replay"),
     ("POST", "/api/purge"),
+    ("GET", "/api/jobs/expected"),
+    ("POST", "/api/jobs/expected"),
     ("GET", "/api/keys"),
     ("GET", "/api/health"),
     ("GET", "/api/metrics"),

@@ -161,7 +161,8 @@ def test_config_check_names_the_first_problem(
     assert code == 1
     problem = orjson.loads(out)
     assert problem["ok"] is False
-    assert "no verifying key for route(s) st, ms-video, ms-live" in problem["error"]
+    assert problem["error"]["code"] == "config_invalid"
+    assert "no verifying key for route(s) st, ms-video, ms-live" in problem["error"]["message"]
 
     setup.config_path.write_text("[server\n")
     code, _, err = _check("--config", str(setup.config_path))

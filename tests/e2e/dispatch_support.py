@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +93,21 @@ def sqlite_rows(path: Path, ids: Sequence[str]) -> dict[str, tuple[str, int, str
     return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
-def run_cli(setup: Setup, *args: str) -> subprocess.CompletedProcess[str]:
-    """The ``callbacks`` command, as an operator would run it beside the server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKS_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(setup.root), str(REPO)])
+def run_cli(
+    setup: Setup, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``callbacks`` command, as an operator would run it beside the server (``input`` on
+    its stdin, ``env`` added to an environment without this one's ``CALLBACKS_*``)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKS_")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(setup.root), str(REPO)])
+    environment.update(env or {})
     command = [sys.executable, "-c", "from callbacks.cli import main; main()"]
     return subprocess.run(
         [*command, *args, "--config", str(setup.config_path)],
         capture_output=True,
         text=True,
-        env=env,
+        input=input,
+        env=environment,
         timeout=60,
         check=False,
     )
