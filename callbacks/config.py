@@ -481,13 +481,6 @@ def _check_store_url(config: Config) -> None:
         check_store_url(config.store.url)
     except ValueError as exc:
         raise ConfigError(config.source, "store.url", str(exc)) from None
-    if config.store.is_sqlite and config.server.workers > 1:
-        raise ConfigError(
-            config.source,
-            "server.workers",
-            "the SQLite store takes one writer process; use 1 worker, or a postgresql:// store "
-            "to run several",
-        )
 
 
 @dataclass

@@ -236,20 +236,29 @@ class Dispatcher:
         return count
 
     async def renew_leases(self) -> int:
-        """Extend the lease of every event held; returns how many were found lost."""
+        """Extend the lease of every event held, and of every hand-over waiting to start; returns
+        how many held events were found lost."""
         held = [
             (event_id, owner)
             for event_id, owner in self._held.items()
             if event_id not in self._finishing and (event_id, owner) not in self._lost
         ]
-        if not held or self._outage.wait_time() > 0:
+        now = self.clock()
+        # A hand-over that waits behind a backlog must not lapse meanwhile: another claimer
+        # (a second worker, a replica) would take it while this one is about to start it.
+        waiting = [
+            (h.callback.delivery_id, self._handover_owner) for h in self._handed if h.until > now
+        ]
+        if not (held or waiting) or self._outage.wait_time() > 0:
             return 0
+        until = now + self.config.lease_seconds
         try:
-            renewed = await self.store.renew(held, until=self.clock() + self.config.lease_seconds)
+            renewed = await self.store.renew(held + waiting, until=until)
         except StoreUnavailable as exc:
             self._outage.failed(exc, "renew")
             return 0
         self._outage.succeeded()
+        self._extend_handed({event_id for event_id, _ in waiting}, renewed, until)
         lost = [
             (event_id, owner)
             for event_id, owner in held
@@ -267,6 +276,20 @@ class Dispatcher:
                 note="another dispatcher may run this event; this run's outcome is dropped",
             )
         return len(lost)
+
+    def _extend_handed(self, asked: set[str], renewed: set[str], until: float) -> None:
+        """Hand-overs renewed wait on under the new lease; those whose renewal found them taken
+        over are left to whoever took them (they are skipped when their turn comes)."""
+
+        def extended(handover: Handover) -> Handover:
+            event_id = handover.callback.delivery_id
+            if event_id in renewed:
+                return handover._replace(until=max(until, handover.until))
+            if event_id in asked:
+                return handover._replace(until=0.0)
+            return handover
+
+        self._handed = deque(extended(h) for h in self._handed)
 
     async def _keep_leases(self) -> None:
         # Well inside the lease: two renewals can fail before another dispatcher may claim.

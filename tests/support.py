@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -208,7 +209,8 @@ class Setup:
 
 
 class ServerProcess:
-    """``callbacks serve`` in a child process, its output captured to a file."""
+    """``callbacks serve`` in a child process, its output captured to a file. It leads a process
+    group of its own, so :meth:`kill` takes its uvicorn workers down with it."""
 
     def __init__(self, setup: Setup, env: Mapping[str, str] | None = None) -> None:
         self.setup = setup
@@ -232,6 +234,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.setup.root,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -250,9 +253,12 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL the whole process group at once: the server and every worker."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

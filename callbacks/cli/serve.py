@@ -56,8 +56,6 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
         port=port or server.port,
         workers=workers or server.workers,
     )
-    if server.workers > 1 and config.store.is_sqlite:
-        fail("the SQLite store takes one worker process; use a postgresql:// store for several")
     config = replace(config, server=server)
     _check_startable(config)
     _print_banner(config)
@@ -80,16 +78,16 @@ def _check_startable(config: Config) -> None:
     except (KeyFileError, HandlerLoadError, CallbacksError) as exc:
         fail(str(exc))
     if config.store.is_sqlite:
-        # One receiver per SQLite file: take its server lock (and let go) now, so a second one
-        # fails here in one line rather than in a traceback after the banner. The schema is what
-        # the receiver's start creates first anyway.
-        run_with_store(config, _take_server_lock, upgrade=True)
+        # The embedded schema comes with the file: created or migrated here, once, before the
+        # workers start (not by N of them at once). If no other receiver serves the file, the
+        # claims a crashed run left are released now too (see SQLiteStore.recover).
+        run_with_store(config, _recover, upgrade=True)
     else:
         # A shared database is migrated on purpose, once (`callbacks db upgrade`).
         run_with_store(config, open_only)
 
 
-async def _take_server_lock(store: Store) -> None:
+async def _recover(store: Store) -> None:
     await store.recover()
 
 

@@ -2,8 +2,8 @@
 
 - :mod:`callbacks.store.base`: the records, the roles (lifecycle, inbox, work queue, admin), the
   schema version and the rules both backends share. Start there.
-- :mod:`callbacks.store.sqlite`: one process, the default. :mod:`callbacks.store.postgres`:
-  several replicas. SQL and connections only.
+- :mod:`callbacks.store.sqlite`: the default, one machine (one or several worker processes on one
+  file). :mod:`callbacks.store.postgres`: several replicas. SQL and connections only.
 - :func:`open_store`: the backend for a ``store.url``, the only place that names both.
 """
 

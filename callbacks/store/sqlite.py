@@ -6,16 +6,18 @@ the event loop, where they take microseconds; only ``COMMIT`` goes to a thread o
 not run the statements in that thread too: the sqlite3 module lets go of the GIL around every
 SQLite step, and a thread running them has to win the GIL back from the busy event loop at each
 one, which stalls every batch under load. If another process holds the write lock (the CLI
-purging, say), the batch runs wholly in the commit thread so the loop never waits for it. One
-server process owns a database file (enforced with a lock file); the CLI may read and write
-beside it.
+purging, say), the batch runs wholly in the commit thread so the loop never waits for it.
+
+Several serving processes (``callbacks serve --workers N``) may share a file: each group-commits
+on its own and holds the write lock from ``BEGIN IMMEDIATE`` to ``COMMIT`` only, taking turns
+through ``<db>.write-lock``; claims are leases, so a dead worker's claims come back when they
+lapse (see sqlite_locks.py for both lock files). The CLI may read and write beside them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import os
 import sqlite3
@@ -48,6 +50,7 @@ from callbacks.store.base import (
 )
 from callbacks.store.group_commit import GroupCommit
 from callbacks.store.rekey import PAGE, rekeyed
+from callbacks.store.sqlite_locks import ServerLock, WriteLock
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -193,7 +196,8 @@ class SQLiteStore:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
+        self._server_lock: ServerLock | None = None
+        self._write_lock = WriteLock(path)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -249,24 +253,29 @@ class SQLiteStore:
             conn.close()
 
     async def recover(self) -> None:
-        """Take the file's server lock, then release every claim: no other server can hold one."""
-        lock_path = self.path.with_name(self.path.name + ".server-lock")
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        """Join the processes serving the file; the first one in releases every claim, which
+        only a dead process can hold. With others serving, claims come back as leases lapse."""
+        if self._server_lock is not None:
+            return
+        lock = ServerLock(self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreUnavailable(
-                f"another receiver process already serves SQLite store {self.path}; "
-                "SQLite takes one writer process (use PostgreSQL for several)"
-            ) from None
-        self._lock_fd = fd
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE events SET claimed_until = NULL, claimed_by = NULL "
-                "WHERE claimed_until IS NOT NULL"
+            alone = await asyncio.to_thread(lock.join)
+        except OSError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from exc
+        self._server_lock = lock
+        if not alone:
+            return
+        try:
+            await self._write(
+                lambda c: c.execute(
+                    "UPDATE events SET claimed_until = NULL, claimed_by = NULL "
+                    "WHERE claimed_until IS NOT NULL"
+                )
             )
-        )
+        except StoreUnavailable:
+            pass  # the write lock is held elsewhere too long: the claims lapse with their leases
+        finally:
+            lock.share()
 
     async def close(self) -> None:
         await self._commits.drain()  # what was accepted is committed before the store closes
@@ -277,9 +286,10 @@ class SQLiteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._write_lock.close()
+        if self._server_lock is not None:
+            self._server_lock.close()
+            self._server_lock = None
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -300,19 +310,38 @@ class SQLiteStore:
         if conn is None:
             raise StoreUnavailable("the SQLite store is closed")
         loop = asyncio.get_running_loop()
+        await self._take_write_lock(loop)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            await loop.run_in_executor(
-                self._committer, _run_batch_waiting, conn, batch, self._busy_ms
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                await loop.run_in_executor(
+                    self._committer, _run_batch_waiting, conn, batch, self._busy_ms
+                )
+                return
+            _run_jobs(conn, batch)
+            # From here the connection belongs to the commit thread until it is done; shielded,
+            # so a cancelled flusher cannot touch the connection while the COMMIT runs.
+            await asyncio.shield(
+                loop.run_in_executor(self._committer, _commit, conn, self._write_lock)
             )
+        finally:
+            self._write_lock.give_back()
+
+    async def _take_write_lock(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Our turn to write among the processes serving the file: at once if no other is
+        writing, else in the commit thread, woken when the other's commit is done (a request
+        that cannot wait that long is answered 503 by the intake meanwhile)."""
+        if self._write_lock.try_take():
             return
-        _run_jobs(conn, batch)
-        # From here the connection belongs to the commit thread until it is done; shielded, so
-        # a cancelled flusher cannot touch the connection while the COMMIT runs.
-        await asyncio.shield(loop.run_in_executor(self._committer, _commit, conn))
+        taking = loop.run_in_executor(self._committer, self._write_lock.take)
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            taking.add_done_callback(lambda _: self._write_lock.give_back())
+            raise
 
     async def _write(
         self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False, linger: float = 0.0
@@ -635,7 +664,7 @@ def _run_batch_waiting(conn: sqlite3.Connection, batch: list[_Job], busy_ms: int
     try:
         conn.execute("BEGIN IMMEDIATE")
         _run_jobs(conn, batch)
-        _commit(conn)
+        _commit(conn, None)
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
 
@@ -652,14 +681,18 @@ def _held_by_owner(conn: sqlite3.Connection, packed: bytes, *, owner_at: int) ->
     return set(found.split(",")) if found else set()
 
 
-def _commit(conn: sqlite3.Connection) -> None:
-    """COMMIT, or ROLLBACK if it fails, so the connection never stays inside a transaction."""
+def _commit(conn: sqlite3.Connection, write_lock: WriteLock | None) -> None:
+    """COMMIT, or ROLLBACK if it fails, so the connection never stays inside a transaction;
+    then the write lock goes to the next process at once, not after a hop back to the loop."""
     try:
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+    finally:
+        if write_lock is not None:
+            write_lock.give_back()
 
 
 def _run_jobs(conn: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -711,7 +744,11 @@ def _create_private(path: Path) -> None:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
-    """Apply the missing migrations, all in one write transaction (all or nothing)."""
+    """Apply the missing migrations, all in one write transaction (all or nothing). A schema
+    already current takes no write: a worker starting while another process holds the write lock
+    (a CLI purge) need not wait for it, nor fail its start if the wait is long."""
+    if _schema_version(conn) == SCHEMA_VERSION:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = _schema_version(conn) or 0

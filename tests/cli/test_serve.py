@@ -164,21 +164,18 @@ def test_a_missing_handler_module_says_where_it_was_looked_for(tmp_path: Path) -
     assert f"the config folder ({tmp_path})" in line
 
 
-def test_a_second_receiver_on_the_same_sqlite_file_fails_in_one_line(tmp_path: Path) -> None:
-    first = free_port()
+def test_a_second_receiver_on_the_same_sqlite_file_serves_beside_the_first(
+    tmp_path: Path,
+) -> None:
+    first, second = free_port(), free_port()
     config = write_config(tmp_path, [ST], port=first)
     Cli(config).ok("keys", "add", "st", "--generate")
-    with serving(["--config", str(config)], tmp_path, first):
-        second = subprocess.run(
-            [*_serve_command(), "--config", str(config), "--port", str(free_port())],
-            cwd=tmp_path,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert second.returncode == 1
-    assert second.stdout == ""
-    (line,) = second.stderr.strip().splitlines()
-    assert line.startswith("error: another receiver process already serves SQLite store")
-    assert "PostgreSQL" in line
+    elsewhere = tmp_path / "second"
+    elsewhere.mkdir()
+    with (
+        serving(["--config", str(config)], tmp_path, first),
+        serving(["--config", str(config), "--port", str(second)], elsewhere, second) as log,
+    ):
+        assert httpx.get(f"http://127.0.0.1:{second}/readyz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{first}/readyz").status_code == 200
+    assert "Traceback" not in log.read_text()

@@ -436,8 +436,8 @@ def test_expired_lease_lets_another_dispatcher_deliver(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> None:
-    from callbacks.errors import StoreUnavailable
+def test_recover_beside_a_live_server_leaves_its_claims_to_their_leases(tmp_path: Path) -> None:
+    clock = Clock()
 
     async def main() -> None:
         first, second = SQLiteStore(tmp_path / "db"), SQLiteStore(tmp_path / "db")
@@ -445,8 +445,19 @@ def test_recover_refuses_a_second_server_on_the_same_file(tmp_path: Path) -> Non
         await second.open()
         try:
             await first.recover()
-            with pytest.raises(StoreUnavailable, match="another receiver process"):
-                await second.recover()
+            accepted = await first.accept(callback(VIDEO, JOB_BODY, clock()))
+            held = await first.claim(owner="first", now=clock(), limit=10, lease_seconds=60)
+            assert [e.id for e in held] == [accepted.delivery_id]
+            # The first server is alive (it holds the server lock shared): its claim stands.
+            await second.recover()
+            assert not await second.claim(owner="second", now=clock(), limit=10, lease_seconds=60)
+            # Until its lease lapses: a live server that stopped renewing is taken over.
+            later = clock() + 61
+            taken = await second.claim(owner="second", now=later, limit=10, lease_seconds=60)
+            assert [e.id for e in taken] == [accepted.delivery_id]
+            assert not await first.finish_many(
+                [(accepted.delivery_id, Outcome("delivered", 1, later, {}, None))], owner="first"
+            )
         finally:
             await first.close()
             await second.close()
@@ -490,6 +501,24 @@ async def accept_handed(
     accepted = await Intake(store, dispatcher).accept(inbound, route, dict(body))
     assert not accepted.duplicate
     return inbound
+
+
+def test_a_hand_over_waiting_behind_a_backlog_keeps_its_lease(tmp_path: Path) -> None:
+    rec, clock = Recorder(), Clock()
+
+    async def scenario(store: SQLiteStore) -> None:
+        dispatcher = Dispatcher(store, registry(rec), ROUTES, CONFIG, clock=clock)
+        inbound = await accept_handed(store, dispatcher, VIDEO, JOB_BODY, clock())
+        assert inbound is not None
+        # Not started yet (no slot): the heartbeat renews it with the events held.
+        clock.advance(CONFIG.lease_seconds * 2 / 3)
+        await dispatcher.renew_leases()
+        clock.advance(CONFIG.lease_seconds * 2 / 3)  # past the lease it was stored with
+        assert await store.claim(owner="other", now=clock(), limit=10, lease_seconds=60) == []
+        assert await dispatcher.run_handed() == 1
+        assert (await stored(store, inbound.delivery_id)).status == "delivered"
+
+    run(tmp_path, scenario)
 
 
 def test_handed_over_event_is_delivered_without_a_claim_and_hidden_from_claims(

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.slow
 
 ROUTES = [Route("st", "sensetime", "https://hooks.example.com/cb/st")]
 KEYS = keys_for(ROUTES)
-INBOX_FILES = ("callbacks.db", "callbacks.db-wal", "callbacks.db-shm", "callbacks.db.server-lock")
+INBOX_FILES = (
+    "callbacks.db",
+    "callbacks.db-wal",
+    "callbacks.db-shm",
+    "callbacks.db.server-lock",
+    "callbacks.db.write-lock",
+)
 
 
 def mode(path: Path) -> int:

@@ -444,7 +444,6 @@ MISTAKES: list[tuple[str, Mutation, str, str]] = [
     # the store
     ("store-scheme", _set("store", "url", value="mysql://db/x"), "store.url", "sqlite://"),
     ("store-file", _set("store", "url", value="callbacks.db"), "store.url", "postgresql://"),
-    ("workers-sqlite", _set("server", "workers", value=2), "server.workers", "one writer"),
 ]
 
 
@@ -467,13 +466,14 @@ def test_mistake_names_file_setting_and_problem(
     assert str(err) == f"{path}: {setting}: {err.problem}"
 
 
-def test_several_workers_are_fine_with_postgresql(tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", ["postgresql://db.internal/callbacks", "sqlite:///callbacks.db"])
+def test_several_workers_are_fine_with_either_store(tmp_path: Path, url: str) -> None:
     data = full()
     data["server"]["workers"] = 4
-    data["store"]["url"] = "postgresql://db.internal/callbacks"
+    data["store"]["url"] = url
     config = load_config(write(tmp_path, data), env={})
     assert config.server.workers == 4
-    assert config.store.url == "postgresql://db.internal/callbacks"
+    assert config.store.url == url
 
 
 def test_invalid_toml(tmp_path: Path) -> None:
@@ -517,7 +517,7 @@ def test_env_overrides_win_over_the_file(tmp_path: Path) -> None:
     assert config.store.url == "postgresql://db/callbacks"
     assert config.server.port == 9000
     assert config.server.host == "127.0.0.2"
-    assert config.server.workers == 3  # allowed: the env store is PostgreSQL
+    assert config.server.workers == 3
     assert config.keys.file == Path("/run/secrets/keys.toml")
     assert config.keys.quiet_period_hours == 12.0  # the rest of [keys] is kept
     assert config.server.log_format == "json"
@@ -581,10 +581,10 @@ def test_a_malformed_sqlite_url_is_refused_with_the_config_not_at_start(
         open_store(url)
 
 
-def test_env_workers_with_sqlite_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, full()), env={"CALLBACKS_WORKERS": "2"})
-    assert info.value.setting == "server.workers"
+def test_env_workers_with_sqlite_taken(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, full()), env={"CALLBACKS_WORKERS": "2"})
+    assert config.store.is_sqlite
+    assert config.server.workers == 2
 
 
 # -- nothing but ConfigError, whatever the data --------------------------------------------------
