@@ -38,7 +38,16 @@ SETTLED_FOR_OPERATOR: tuple[str, ...] = ("dead", "unhandled")
 # 1: the first schema. 2: unambiguous dedupe keys covering all content (callbacks.dedupe), and
 # duplicates keep the digest of their body instead of the body. 3: an index for counting dead and
 # unhandled events by route (the metrics).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# Schema 4, in both backends: the operator's lists (``events list``, the console's inbox) are
+# newest first, by id. Filtered by route with no index in id order for it, the database walks the
+# whole table backwards or sorts every match: 4.3 ms for a rare route's newest 100 among 300,000
+# events and 56 ms for its dead ones, 0.5 and 0.8 ms with this index. It costs each accept one
+# more index entry (appended at the end: ids grow). A status filter alone stays a backwards scan
+# of the primary key (10 ms for the dead among 300,000): an index on status would be rewritten by
+# every delivery, and a partial one is not used for a bound parameter.
+FILTER_INDEXES = ("CREATE INDEX IF NOT EXISTS {events}_by_route ON {events} (route, id)",)
 
 
 def new_delivery_id(now: float | None = None) -> str:

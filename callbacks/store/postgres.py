@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from callbacks.errors import StoreUnavailable
 from callbacks.store.base import (
+    FILTER_INDEXES,
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
@@ -141,6 +142,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
             "WHERE status IN ('dead', 'unhandled')",
         ),
     ),
+    (4, tuple(statement.format(events=EVENTS) for statement in FILTER_INDEXES)),
 )
 
 

@@ -32,6 +32,7 @@ import orjson
 
 from callbacks.errors import StoreUnavailable
 from callbacks.store.base import (
+    FILTER_INDEXES,
     SCHEMA_VERSION,
     Accepted,
     EventFilter,
@@ -142,11 +143,19 @@ def _schema_3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_4(conn: sqlite3.Connection) -> None:
+    """Schema 4: the operator's lists by route read one index range however many events are
+    stored (see ``FILTER_INDEXES``)."""
+    for statement in FILTER_INDEXES:
+        conn.execute(statement.format(events="events"))
+
+
 # Each step brings the schema to its version; a fresh file runs them all. In version order.
 _MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (1, _create_tables),
     (2, _schema_2),
     (3, _schema_3),
+    (4, _schema_4),
 )
 
 _COLUMNS = event_columns()

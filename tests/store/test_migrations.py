@@ -221,3 +221,47 @@ def _stored_keys(factory: Callable[[], Store]) -> dict[str, str | None]:
     with psycopg.connect(store._url) as conn:  # type: ignore[attr-defined]
         rows = conn.execute(f"SELECT id, dedupe_key FROM {EVENTS}").fetchall()  # noqa: S608
         return {row[0]: row[1] for row in rows}
+
+
+def test_upgrade_to_schema_4_lists_a_route_newest_first_from_its_index(tmp_path: Path) -> None:
+    """The operator's list by route reads the route's index in id order: no table walk, no sort."""
+    from callbacks.store import EventFilter
+    from callbacks.store.sqlite import SQLiteStore
+
+    path = tmp_path / "callbacks.db"
+    make_sqlite_v1(path)
+    assert asyncio.run(SQLiteStore(path).upgrade()) == SCHEMA_VERSION
+    clauses, params = EventFilter(route="ms-video", status="dead").where_sql("?")
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT id FROM events{clauses} ORDER BY id DESC LIMIT 50",  # noqa: S608
+                params,
+            )
+        )
+    assert "events_by_route (route=?)" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.postgres
+def test_postgres_schema_4_has_the_route_index(postgres_schema_url: str) -> None:
+    import psycopg
+
+    from callbacks.store.postgres import EVENTS
+
+    store = make_postgres_v1(postgres_schema_url)()
+
+    async def main() -> None:
+        assert await store.upgrade() == SCHEMA_VERSION
+        await store.close()
+
+    asyncio.run(main())
+    with psycopg.connect(postgres_schema_url) as conn:
+        rows = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexname = %s",
+            (f"{EVENTS}_by_route",),
+        ).fetchall()
+    assert len(rows) == 1
+    assert "(route, id)" in rows[0][0]
