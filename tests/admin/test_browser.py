@@ -106,7 +106,22 @@ def _sign_in(driver: Any, console: Console, token: str) -> None:
     field = driver.find_element(By.ID, "token")
     assert driver.switch_to.active_element == field  # the form starts where the typing goes
     field.send_keys(token, Keys.ENTER)
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "table.events"), timeout=10)
+    assert wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "table.events"), timeout=20)
+
+
+def _follow(driver: Any, element: Any) -> None:
+    """Click what leads to another page and wait until the browser shows it: a click returns
+    before the navigation ends, and the old page's elements would still be found."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def _shot(driver: Any, shots: Path, name: str) -> None:
@@ -134,24 +149,24 @@ def test_sign_in_filter_open_and_replay_a_dead_event(
     _shot(driver, shots, "console-inbox.png")
 
     Select(driver.find_element(By.NAME, "status")).select_by_visible_text("dead")
-    driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    _follow(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
     assert "status=dead" in driver.current_url
     links = driver.find_elements(By.CSS_SELECTOR, "table.events tbody a")
     [dead] = ids["dead"]
     assert [a.get_attribute("href").rsplit("/", 1)[1] for a in links] == [dead]
 
-    links[0].click()
+    _follow(driver, links[0])
     assert driver.find_element(By.ID, "event-status").text == "dead"
     page = driver.page_source
     assert "told to fail by the test" in page  # the handler's error, on its attempt row
     assert "console_handlers.deliver" in page
     _shot(driver, shots, "console-event.png")
 
-    driver.find_element(By.LINK_TEXT, "Replay…").click()
+    _follow(driver, driver.find_element(By.LINK_TEXT, "Replay…"))
     confirm = driver.find_element(By.ID, "confirm-replay")
     assert driver.switch_to.active_element == confirm
     _shot(driver, shots, "console-replay.png")
-    confirm.click()
+    _follow(driver, confirm)
     assert "Re-queued" in driver.find_element(By.CSS_SELECTOR, ".notice").text
 
     def delivered() -> bool:
@@ -181,14 +196,14 @@ def test_keys_and_live_pages(
     from selenium.webdriver.common.by import By
 
     _sign_in(driver, console, ADMIN_TOKEN)
-    driver.find_element(By.LINK_TEXT, "Keys").click()
+    _follow(driver, driver.find_element(By.LINK_TEXT, "Keys"))
     page = driver.page_source
     for secret in console.setup.keys.values():
         assert secret not in page
     assert "primary" in page
     _shot(driver, shots, "console-keys.png")
 
-    driver.find_element(By.LINK_TEXT, "Live").click()
+    _follow(driver, driver.find_element(By.LINK_TEXT, "Live"))
 
     def filled() -> bool:
         row = driver.find_element(By.CSS_SELECTOR, '#live tr[data-route="ms-video"]')
@@ -220,4 +235,4 @@ def test_the_pages_work_from_the_keyboard(driver: Any, console: Console) -> None
         assert outline not in ("", "none"), f"no focus style on {active.text!r}"
     assert reached[:4] == ["Skip to content", "Inbox", "Keys", "Live"]
     ActionChains(driver).send_keys(Keys.ENTER).perform()
-    assert driver.current_url.endswith("/live")
+    assert wait_for(lambda: driver.current_url.endswith("/live"), timeout=20)
