@@ -20,7 +20,7 @@ from callbacks.durations import DURATION
 from callbacks.durations import parse_duration as parse_duration  # the CLI's, re-exported
 from callbacks.errors import ConfigError, KeyFileError, StoreUnavailable
 from callbacks.keyfile import KeyEntry, KeyFile, read_key_file, update_key_file
-from callbacks.store import Store, open_store, sqlite_path
+from callbacks.store import EVENT_STATUSES, Store, open_store, sqlite_path
 
 CONFIG_HELP = "Config file (default: $CALLBACKS_CONFIG, else ./.avatar-callbacks/callbacks.toml)."
 
@@ -207,6 +207,26 @@ def echo_json(value: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+# The event filters the commands that read the inbox share (list, tail, forward).
+route_filter_option = click.option(
+    "--route", "route_name", metavar="ROUTE", help="Only this route's events."
+)
+since_option = click.option(
+    "--since",
+    type=MomentType(ahead=False),
+    help="Only events received since: a date (2026-12-01) or a duration ago (1h, 7d).",
+)
+
+
+def status_filter_option(help: str = "Only events in this state.") -> Callable[[Any], Any]:
+    return click.option("--status", type=click.Choice(EVENT_STATUSES), help=help)
+
+
+def limit_option(default: int, help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--limit", type=click.IntRange(1, 100_000), default=default, show_default=True, help=help
+    )
 
 
 def route_or_fail(config: Config, name: str) -> RouteConfig:

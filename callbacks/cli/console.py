@@ -13,11 +13,19 @@ from typing import Any
 import click
 import orjson
 
-from callbacks.cli._support import config_option, echo_json, fail, json_option, load_config_or_fail
+from callbacks.cli._support import (
+    config_option,
+    echo_json,
+    fail,
+    json_option,
+    load_config_or_fail,
+    route_filter_option,
+    status_filter_option,
+)
 from callbacks.config import Config, load_config
 from callbacks.errors import CallbacksError, StoreUnavailable
 from callbacks.event_view import iso
-from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent, open_store
+from callbacks.store import EventFilter, Store, StoredEvent, open_store
 
 _PAGE = 500
 # With --status an event can reach the state long after it arrived (dead after its retries): each
@@ -118,12 +126,8 @@ async def _follow(
 
 @click.command("tail")
 @config_option
-@click.option("--route", "route_name", metavar="ROUTE", help="Only this route's events.")
-@click.option(
-    "--status",
-    type=click.Choice(EVENT_STATUSES),
-    help="Only events that reach this state (dead: as their last retry fails).",
-)
+@route_filter_option
+@status_filter_option("Only events that reach this state (dead: as their last retry fails).")
 @click.option(
     "--interval",
     type=click.FloatRange(0.1, 60),

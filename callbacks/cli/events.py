@@ -20,12 +20,16 @@ from callbacks.cli._support import (
     fail,
     format_table,
     json_option,
+    limit_option,
     load_config_or_fail,
+    route_filter_option,
     run_with_store,
+    since_option,
+    status_filter_option,
 )
 from callbacks.config import Config
 from callbacks.event_view import display_body, event_summary, iso
-from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
+from callbacks.store import EventFilter, Store, StoredEvent
 
 
 @click.group("events")
@@ -45,20 +49,10 @@ def events_group() -> None:
 
 @events_group.command("list")
 @config_option
-@click.option("--route", "route_name", metavar="ROUTE", help="Only this route's events.")
-@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this state.")
-@click.option(
-    "--since",
-    type=MomentType(ahead=False),
-    help="Only events received since: a date (2026-12-01) or a duration ago (1h, 7d).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 100_000),
-    default=100,
-    show_default=True,
-    help="At most this many, newest first.",
-)
+@route_filter_option
+@status_filter_option()
+@since_option
+@limit_option(100, "At most this many, newest first.")
 @json_option
 def list_events(
     config_path: str | None,

@@ -19,14 +19,17 @@ import click
 
 from callbacks.cli._http import PostFailed, is_http_url, post, without_query
 from callbacks.cli._support import (
-    MomentType,
     config_option,
     echo_json,
     fail,
     json_option,
+    limit_option,
     load_config_or_fail,
     read_keys_or_fail,
+    route_filter_option,
     run_with_store,
+    since_option,
+    status_filter_option,
 )
 from callbacks.config import Config
 from callbacks.errors import KeyFileError
@@ -34,7 +37,7 @@ from callbacks.events import event_from_stored
 from callbacks.sinks.envelope import EventEnvelope
 from callbacks.sinks.secrets import secret_bytes, sink_secrets
 from callbacks.sinks.signing import webhook_headers
-from callbacks.store import EVENT_STATUSES, EventFilter, Store, StoredEvent
+from callbacks.store import EventFilter, Store, StoredEvent
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,10 @@ class Forwarded:
 @click.command("forward", short_help="Re-send stored events to another endpoint.")
 @config_option
 @click.option("--to", "target", required=True, metavar="URL", help="Where to POST each event.")
-@click.option("--route", "route_name", metavar="ROUTE", help="Only this route's events.")
-@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this state.")
-@click.option(
-    "--since",
-    type=MomentType(ahead=False),
-    help="Only events received since: a date (2026-12-01) or a duration ago (1h, 7d).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 100_000),
-    default=1000,
-    show_default=True,
-    help="At most this many (the newest), sent oldest first.",
-)
+@route_filter_option
+@status_filter_option()
+@since_option
+@limit_option(1000, "At most this many (the newest), sent oldest first.")
 @click.option(
     "--secret-env",
     metavar="VAR",
