@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,13 +212,16 @@ class ServerProcess:
     """``callbacks serve`` in a child process, its output captured to a file. It leads a process
     group of its own, so :meth:`kill` takes its uvicorn workers down with it."""
 
+    command = "serve"
+
     def __init__(self, setup: Setup, env: Mapping[str, str] | None = None) -> None:
         self.setup = setup
-        self.log_path = setup.root / "server.log"
+        self.log_path = setup.root / f"{self.command}.log"
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0  # where this start's output begins in the log
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0, *args: str) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKS_")}
         env.update(
             PYTHONPATH=os.pathsep.join([str(self.setup.root), str(REPO)]),
@@ -227,9 +230,10 @@ class ServerProcess:
         )
         env.update(self.env)
         command = [sys.executable, "-c", "from callbacks.cli import main; main()"]
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [*command, "serve", "--config", str(self.setup.config_path)],
+                [*command, self.command, "--config", str(self.setup.config_path), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -239,15 +243,18 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited at start:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.setup.base_url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+                raise RuntimeError(f"{self.command} exited at start:\n{self.output()}")
+            if self.ready():
+                return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server not ready after {timeout}s:\n{self.output()}")
+        raise RuntimeError(f"{self.command} not ready after {timeout}s:\n{self.output()}")
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.setup.base_url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -267,6 +274,15 @@ class ServerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class DispatcherProcess(ServerProcess):
+    """``callbacks dispatch`` in a child process: ready once it says it has started."""
+
+    command = "dispatch"
+
+    def ready(self) -> bool:
+        return '"dispatcher_started"' in self.output()[self.log_offset :]
 
 
 @dataclass(frozen=True)
@@ -353,3 +369,22 @@ def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> b
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def freeze_while_holding(
+    pid: int, held_by: Callable[[int], set[str]], timeout: float = 30.0
+) -> set[str]:
+    """SIGSTOP ``pid`` at a moment it holds claims and return them, leaving it stopped.
+
+    Each event is settled as soon as it is done, so the claims a process holds change all the
+    time: freeze it, read them, and let it run on if it held none. The caller kills it frozen,
+    so the claims read are exactly those it dies with (the only events that may run twice)."""
+    held: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not held and time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        held = held_by(pid)
+        if not held:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+    return held

@@ -7,8 +7,6 @@ kill interrupted it, and never twice because two replicas received it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -24,6 +22,7 @@ from tests.support import (
     Route,
     ServerProcess,
     Setup,
+    freeze_while_holding,
     keys_for,
     sample_body,
     signed_request,
@@ -105,16 +104,8 @@ def test_two_replicas_one_killed_every_acknowledged_callback_handled_once(
         assert victim.proc is not None
         victim_pid = victim.proc.pid
         # Kill it while it holds claims, so the takeover of a dead replica's claims is what the
-        # rest of the test exercises. Each event is settled as soon as it is done, so the claims
-        # held change all the time: freeze the victim, read them, and kill it frozen.
-        held: set[str] = set()
-        deadline = time.monotonic() + 30
-        while not held and time.monotonic() < deadline:
-            os.kill(victim_pid, signal.SIGSTOP)
-            held = _claimed_by(postgres_schema_url, victim_pid)
-            if not held:
-                os.kill(victim_pid, signal.SIGCONT)
-                time.sleep(0.05)
+        # rest of the test exercises.
+        held = freeze_while_holding(victim_pid, lambda pid: _claimed_by(postgres_schema_url, pid))
         victim.kill()
         # Claims the victim held at its death: the only events that may run twice.
         assert held, "the killed replica held no claims: the takeover was not exercised"

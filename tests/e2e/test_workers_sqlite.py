@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.support import (
     Route,
     ServerProcess,
     Setup,
+    freeze_while_holding,
     keys_for,
     sample_body,
     signed_request,
@@ -102,15 +102,8 @@ def test_a_worker_killed_mid_handler_gives_its_events_back_when_the_leases_lapse
         assert _accepted_total(setup) == SENT
         assert wait_for(lambda: len({r["pid"] for r in setup.delivered()}) == 2, timeout=30)
         victim = next(iter({r["pid"] for r in setup.delivered()}))
-        # Freeze the victim to read the claims it holds, and kill it frozen, mid-handler.
-        held: set[str] = set()
-        deadline = time.monotonic() + 30
-        while not held and time.monotonic() < deadline:
-            os.kill(victim, signal.SIGSTOP)
-            held = _claimed_by(db, victim)
-            if not held:
-                os.kill(victim, signal.SIGCONT)
-                time.sleep(0.05)
+        # Kill it frozen, mid-handler, with the claims it holds read.
+        held = freeze_while_holding(victim, lambda pid: _claimed_by(db, pid))
         os.kill(victim, signal.SIGKILL)
         assert held, "the killed worker held no claims: the takeover was not exercised"
 
