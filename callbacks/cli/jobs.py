@@ -49,7 +49,15 @@ def jobs_group() -> None:
     help="Report the job overdue if it has no result by then (30m, 2h, 7d).",
 )
 def expect(config_path: str | None, route_name: str, job_id: str, within: int) -> None:
-    """Record that JOB_ID's result is expected on ROUTE."""
+    """Record that JOB_ID's result is expected on ROUTE.
+
+    If its callback has not come once the route's reconcile_after has passed, the serving
+    process asks the MetaStudio API for the result and delivers it like a callback.
+
+    \b
+    Example:
+      callbacks jobs expect metastudio-video 26f06524-4f75-4b3a-a853-b649a21aaf66 --within 2h
+    """
     config = load_config_or_fail(config_path)
     jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
 
@@ -77,7 +85,12 @@ def expect(config_path: str | None, route_name: str, job_id: str, within: int) -
 @click.option("--overdue", is_flag=True, help="Only jobs that did not finish within their time.")
 @json_option
 def list_jobs(config_path: str | None, overdue: bool, as_json: bool) -> None:
-    """Expected jobs and what polling found."""
+    """Expected jobs and what polling found.
+
+    \b
+    Example:
+      callbacks jobs list --overdue --json
+    """
     config = load_config_or_fail(config_path)
     jobs = open_expected_jobs(config.store.url, base_dir=config.base_dir)
 
