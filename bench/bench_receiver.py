@@ -12,13 +12,17 @@ by ``wrk -t1 -cN --latency`` with bench/wrk_sensetime.lua, with 1 and with 2 uvi
 - (a) bench/bare_app.py: read the body, ``json.loads`` it, answer 200. The floor.
 - (b) the receiver accepting correctly signed SenseTime callbacks: verify, store durably in
   SQLite (WAL, synchronous=FULL, group commit) and answer 200. Dispatch is on with no handlers,
-  so the dispatcher marks events delivered in the background, as in production. Every request has
-  a new taskId, so every one is a new event, not a duplicate. With 2 workers both processes
-  share the one SQLite file, each group-committing on its own and taking turns at the write lock.
+  so the dispatcher settles each event (as ``unhandled``) in the background, as in production.
+  Every request has a new taskId, so every one is a new event, not a duplicate. With 2 workers
+  both processes share the one SQLite file, each group-committing on its own and taking turns at
+  the write lock.
 - (c) bench/naive_app.py, what a user would write instead: verify with ``verify``, then one
   INSERT + COMMIT per request into SQLite (WAL, synchronous=FULL), answer 200.
 - (d) the receiver rejecting a forged flood (a well-formed signature made with a wrong key): 401
   after reading, parsing and checking the body.
+- (s) the receiver with ``[dispatch] enabled = false`` beside a ``callbacks dispatch`` process on
+  the same SQLite file: the accept loop only verifies and stores; the dispatcher process claims
+  the events (its CPU is counted in the server's). The report gives s/a and s/b.
 - (a1/1c), (b1/1c), (c1/1c): (a1), (b1), (c1) with one connection: the latency of a lone callback.
 
 With a PostgreSQL server (``--postgres URL`` or CALLBACKS_BENCH_POSTGRES_URL), (p1) and (p2): the
@@ -85,7 +89,7 @@ POSTGRES_ENV = "CALLBACKS_BENCH_POSTGRES_URL"
 
 @dataclass(frozen=True)
 class Scenario:
-    kind: str  # bare, receiver, naive, forged, postgres
+    kind: str  # bare, receiver, naive, forged, postgres, split
     workers: int
     one_connection: bool = False
     # --variant NAME:KEY=VALUE: the receiver again with this environment, for A/B runs
@@ -100,6 +104,7 @@ class Scenario:
             "naive": "user-written: verify, INSERT + COMMIT per request (WAL, FULL), 200",
             "forged": "receiver: forged flood, rejected 401",
             "postgres": "receiver: signed callbacks, PostgreSQL, 200",
+            "split": "receiver, dispatch off, + a `callbacks dispatch` process, SQLite, 200",
         }[self.kind]
         workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
         conns = ", 1 connection" if self.one_connection else ""
@@ -108,10 +113,15 @@ class Scenario:
 
     @property
     def stores(self) -> bool:
-        return self.kind in ("receiver", "naive", "postgres")
+        return self.kind in ("receiver", "naive", "postgres", "split")
+
+    @property
+    def receives(self) -> bool:
+        """The receiver serves this scenario (not a bench/ app)."""
+        return self.kind in ("receiver", "forged", "postgres", "split")
 
 
-LETTER = {"bare": "a", "receiver": "b", "naive": "c", "forged": "d", "postgres": "p"}
+LETTER = {"bare": "a", "receiver": "b", "naive": "c", "forged": "d", "postgres": "p", "split": "s"}
 
 
 def scenario_table(
@@ -119,7 +129,7 @@ def scenario_table(
 ) -> dict[str, Scenario]:
     table: dict[str, Scenario] = {}
     for n in workers:
-        for kind in ("bare", "receiver", "naive", "forged"):
+        for kind in ("bare", "receiver", "naive", "forged", "split"):
             table[f"{LETTER[kind]}{n}"] = Scenario(kind, n)
         if postgres:
             table[f"p{n}"] = Scenario("postgres", n)
@@ -127,7 +137,7 @@ def scenario_table(
         table[f"{LETTER[kind]}1/1c"] = Scenario(kind, 1, one_connection=True)
     for name, env in variants or []:
         for key, spec in list(table.items()):
-            if spec.kind in ("receiver", "forged", "postgres") and not spec.variant:
+            if spec.receives and not spec.variant:
                 pairs = tuple(sorted(env.items()))
                 table[f"{key}@{name}"] = replace(spec, variant=name, env=pairs)
     return table
@@ -156,7 +166,7 @@ url = "sqlite:///callbacks.db"
 file = "keys.toml"
 
 [dispatch]
-enabled = true
+enabled = {dispatch}
 
 [[routes]]
 name = "{route}"
@@ -398,6 +408,8 @@ def start_receiver(
     workers: int = 1,
     store_url: str | None = None,
     extra_env: tuple[tuple[str, str], ...] = (),
+    *,
+    dispatch: bool = True,
 ) -> Server:
     """The receiver with a SQLite store in ``run_dir``, or the PostgreSQL store at ``store_url``
     (through CALLBACKS_STORE_URL, migrated first with ``callbacks db upgrade``)."""
@@ -405,7 +417,12 @@ def start_receiver(
     config = run_dir / "callbacks.toml"
     config.write_text(
         CONFIG_TEMPLATE.format(
-            host=HOST, port=port, route=ROUTE, path=CALLBACK_PATH, public_url=PUBLIC_URL
+            host=HOST,
+            port=port,
+            route=ROUTE,
+            path=CALLBACK_PATH,
+            public_url=PUBLIC_URL,
+            dispatch="true" if dispatch else "false",
         ),
         encoding="utf-8",
     )
@@ -428,6 +445,22 @@ def start_receiver(
     argv += ["--workers", str(workers)]
     # stdout carries the receiver's per-request JSON log lines: to a file, as a service would.
     return Server(argv, run_dir / "receiver.log", port, env)
+
+
+def start_dispatcher(run_dir: Path, timeout: float = 30.0) -> Server:
+    """``callbacks dispatch`` on the config ``start_receiver`` wrote in ``run_dir`` (no port)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACKS_")}
+    argv = [*receiver_command(), "dispatch", "--config", str(run_dir / "callbacks.toml")]
+    server = Server(argv, run_dir / "dispatcher.log", 0, env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.proc.poll() is None:
+        if b'"dispatcher_started"' in server.log_path.read_bytes():
+            return server
+        time.sleep(0.1)
+    server.stop()
+    tail = server.log_path.read_text(errors="replace")[-2000:]
+    die(f"dispatcher did not start: {shlex.join(argv)}\n--- its output ---\n{tail}")
+    raise AssertionError  # unreachable
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------
@@ -662,28 +695,39 @@ def measure(
         server = start_naive(run_dir, secret, spec.workers)
     else:
         store_url = None if schema is None else schema_url(args.postgres, schema)
-        server = start_receiver(run_dir, secret, spec.workers, store_url, spec.env)
+        server = start_receiver(
+            run_dir, secret, spec.workers, store_url, spec.env, dispatch=spec.kind != "split"
+        )
+    dispatcher: Server | None = None
     tag = f"m{repeat}{key.replace('/', '').replace('@', '')}"
     try:
         # a receiver that refuses a scenario (a release before several workers on one SQLite
         # file, run with --variant) is a skipped scenario, not an error
         if not server.wait_healthy(fatal=spec.kind in ("bare", "naive") or spec.workers == 1):
             return None
+        if spec.kind == "split":
+            dispatcher = start_dispatcher(run_dir)
         url = server.base_url + CALLBACK_PATH
         probe(server.port, template, 401 if spec.kind == "forged" else 200)
         warm = f"w{tag}"
         run_wrk(wrk_command(url, template_path, warm, connections, WARMUP_SECONDS))
         argv = wrk_command(url, template_path, tag, connections, duration)
         cpu_before = server_cpu_seconds(server.proc.pid)
+        if dispatcher is not None:
+            cpu_before[dispatcher.proc.pid] = process_cpu_seconds(dispatcher.proc.pid)
         busy_before, total_before = machine_cpu_ticks()
         with RssSampler(server.proc.pid) as rss:
             stats, text = run_wrk(argv)
         busy_after, total_after = machine_cpu_ticks()
         cpu_after = server_cpu_seconds(server.proc.pid)
+        if dispatcher is not None:  # last: the worker-count check below looks at children only
+            cpu_after[dispatcher.proc.pid] = process_cpu_seconds(dispatcher.proc.pid)
         loadavg = os.getloadavg()[0]
         (run_dir / "wrk.txt").write_text(shlex.join(argv) + "\n" + text, encoding="utf-8")
     finally:
         server.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
     if time.time() - timestamp > SIGNATURE_MAX_AGE:
         print(f"WARNING: run {tag} outlived its signed timestamp: 401s expected", file=sys.stderr)
 
@@ -691,7 +735,7 @@ def measure(
     # several workers the children also include multiprocessing helpers that use no CPU.
     process_cpu = [cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before]
     if spec.workers > 1:
-        children = process_cpu[1:]
+        children = process_cpu[1 : len(process_cpu) - (dispatcher is not None)]
         busy = [c for c in children if c >= 0.1 * max(children, default=0.0) > 0]
         if len(busy) < spec.workers:
             print(
@@ -726,9 +770,9 @@ def measure(
         rss_peak_mb=round(max(rss.samples), 1),
         rss_last_mb=round(rss.samples[-1], 1),
     )
-    if spec.kind in ("receiver", "forged", "postgres"):
+    if spec.receives:
         result.log_lines = count_lines(run_dir / "receiver.log")
-    if spec.kind == "receiver":
+    if spec.kind in ("receiver", "split"):
         result.stored = stored_events(run_dir / "callbacks.db", tag)
     elif spec.kind == "naive":
         result.stored = stored_events(run_dir / "naive.db", tag, naive=True)
@@ -794,7 +838,8 @@ def summarize(results: list[RunResult], table: dict[str, Scenario]) -> dict[str,
 def durability_line(results: list[RunResult], scenario: str) -> str:
     runs = [r for r in results if r.scenario == scenario]
     held = sum(sum(r.stored.values()) for r in runs)
-    delivered = sum(r.stored.get("delivered", 0) for r in runs)
+    # No handlers are configured: the dispatcher settles each event as unhandled.
+    settled = sum(r.stored.get("delivered", 0) + r.stored.get("unhandled", 0) for r in runs)
     answered = sum(r.requests - r.non_2xx for r in runs)
     ok = "ok" if held >= answered else "**MISSING**"
     line = (
@@ -802,7 +847,7 @@ def durability_line(results: list[RunResult], scenario: str) -> str:
         f"runs for {fmt_int(answered)} 2xx answers ({ok})"
     )
     if not scenario.startswith("c"):
-        line += f"; {fmt_int(delivered)} of them already marked delivered at shutdown"
+        line += f"; {fmt_int(settled)} of them already settled by the dispatcher at shutdown"
     return line
 
 
@@ -834,6 +879,20 @@ def ratio_lines(
             verdict(f"b{n}/c{n}", bc, bc >= TARGETS["b/c"], f"≥ {TARGETS['b/c']:.0f}")
             p99 = b["p99_ms"] / c["p99_ms"]
             verdict(f"p99 b{n}/c{n}", p99, p99 <= TARGETS["p99 b/c"], "≤ 0.2")
+        split = summary.get(f"s{n}")
+        if split is not None:
+            ratios[f"s{n}/a{n}"] = split["rps"] / a["rps"]
+            lines.append(
+                f"- s{n}/a{n} = {split['rps'] / a['rps']:.2f} (dispatcher in its own process; "
+                "no target of its own, b/a's is 0.6)"
+            )
+            if b is not None:
+                ratios[f"s{n}/b{n}"] = split["rps"] / b["rps"]
+                lines.append(
+                    f"- s{n}/b{n} = {split['rps'] / b['rps']:.2f}, p99 {split['p99_ms']:.1f} "
+                    f"vs {b['p99_ms']:.1f} ms, CPU {split['cpu_us']:.0f} vs {b['cpu_us']:.0f} "
+                    "µs/req (the dispatcher process counted)"
+                )
         if d is not None:
             da = d["rps"] / a["rps"]
             verdict(f"d{n}/a{n}", da, da >= TARGETS["d/a"], f"≥ {TARGETS['d/a']}")

@@ -24,16 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
-from callbacks.confirm.gate import build_gate, build_reconciler
+from callbacks.deliveries import Deliveries
 from callbacks.dispatch.gauges import sample_operator_gauges
-from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
-from callbacks.intake import Intake
 from callbacks.keyfile import KeyFile
 from callbacks.live_keys import LiveKeys
 from callbacks.receiver import INTERNAL_ERROR, Receiver, json_response
-from callbacks.sinks.delivery import open_sinks, with_sinks
 from callbacks.store import ServingStore, open_store
 
 log = structlog.get_logger("avatar_callbacks.app")
@@ -64,8 +61,6 @@ def create_app(
     """
     if handlers is None:
         handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
-    sinks = open_sinks(config)
-    handlers = with_sinks(handlers, sinks)
     if store is None:
         store = open_store(
             config.store.url,
@@ -74,16 +69,9 @@ def create_app(
         )
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
-    routes_by_name = {r.name: r for r in config.routes}
-    gate = build_gate(config) if run_dispatcher else None
-    dispatcher = (
-        Dispatcher(store, handlers, routes_by_name, config.dispatch, clock=clock, gate=gate)
-        if run_dispatcher
-        else None
-    )
-    intake = Intake(store, dispatcher, write_timeout=config.store.write_timeout)
+    deliveries = Deliveries(config, store, handlers, dispatch=run_dispatcher, clock=clock)
+    intake, gate = deliveries.intake, deliveries.gate
     receiver = Receiver(config, intake, live_keys, clock=clock)
-    reconciler = build_reconciler(config, gate, intake)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,32 +80,19 @@ def create_app(
             live_keys.start_watching()
         else:
             live_keys.use(keys)
-        if config.store.is_sqlite:
-            await store.upgrade()  # embedded: the schema comes with the file
-        else:
-            await store.open()
-        await store.recover()
-        if dispatcher is not None:
-            await sinks.start()
-            dispatcher.start()
-        if reconciler is not None:
-            reconciler.start()
+        await open_serving_store(store, config)
+        await deliveries.start()
         log.info(
             "receiver_started",
             routes=[{"name": r.name, "path": r.path, "kind": r.describe} for r in config.routes],
-            handlers=len(handlers),
-            sinks=len(sinks),
+            handlers=len(deliveries.handlers),
+            sinks=len(deliveries.sinks),
+            dispatch="here" if deliveries.dispatcher is not None else "elsewhere",
         )
         try:
             yield
         finally:
-            if reconciler is not None:
-                await reconciler.stop()
-            if dispatcher is not None:
-                await dispatcher.stop()
-            await sinks.close()
-            if gate is not None:
-                await gate.aclose()
+            await deliveries.stop()
             await live_keys.stop_watching()
             await store.close()
 
@@ -181,6 +156,17 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
+
+
+async def open_serving_store(store: ServingStore, config: Config) -> None:
+    """Ready ``store`` for a serving process: the embedded schema comes with the SQLite file;
+    a shared database is checked against the version this code needs (`callbacks db upgrade`
+    migrates it). Then the process joins those serving the store (see ``recover``)."""
+    if config.store.is_sqlite:
+        await store.upgrade()
+    else:
+        await store.open()
+    await store.recover()
 
 
 def routes_without_keys(routes: Sequence[RouteConfig], keys: LiveKeys, now: float) -> list[str]:

@@ -1,11 +1,13 @@
-"""Running the receiver under uvicorn.
+"""Running the receiver under uvicorn, and the dispatcher on its own.
 
 uvicorn imports the app in each worker process, so the app is built by a factory that reads the
 config path from ``CALLBACKS_CONFIG``: the same code path for one worker and for several.
+``run_dispatcher`` runs the delivery side with no listener (``callbacks dispatch``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -22,10 +24,14 @@ from uvicorn.supervisors import Multiprocess
 
 from callbacks.admin.auth import ConsoleUnavailable
 from callbacks.admin.serve import ConsoleListener
-from callbacks.app import create_app
+from callbacks.app import create_app, open_serving_store
 from callbacks.config import CONFIG_ENV, Config, load_config
+from callbacks.deliveries import Deliveries
+from callbacks.errors import CallbacksError
+from callbacks.handlers import load_handlers
 from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from callbacks.logs import configure_logging
+from callbacks.store import open_store
 
 log = structlog.get_logger("avatar_callbacks.server")
 
@@ -61,6 +67,45 @@ def run(config: Config) -> None:
             _serve(config)
         finally:
             console.stop()
+
+
+def run_dispatcher(config: Config) -> None:
+    """Deliver ``config``'s stored events until SIGINT/SIGTERM, with no HTTP listener. Running
+    handlers get up to their timeout to finish; events not yet started are given back."""
+    configure_logging(config.server.log_format)
+    try:
+        asyncio.run(_dispatch_until_stopped(config))
+    except CallbacksError as exc:  # the store cannot be opened, its schema is behind...
+        sys.exit(f"error: {exc}")
+
+
+async def _dispatch_until_stopped(config: Config) -> None:
+    handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
+    store = open_store(
+        config.store.url, base_dir=config.base_dir, write_timeout=config.store.write_timeout
+    )
+    deliveries = Deliveries(config, store, handlers, dispatch=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if hasattr(signal, "SIGHUP"):  # `systemctl reload` must not end it (there are no keys here)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    await open_serving_store(store, config)
+    try:
+        await deliveries.start()
+        log.info(
+            "dispatcher_started",
+            handlers=len(deliveries.handlers),
+            sinks=len(deliveries.sinks),
+            poll_interval=config.dispatch.poll_interval,
+            reconciler=deliveries.reconciler is not None,
+        )
+        await stop.wait()
+        log.info("dispatcher_stopping")
+    finally:
+        await deliveries.stop()
+        await store.close()
 
 
 @contextlib.contextmanager

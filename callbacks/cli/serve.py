@@ -1,4 +1,5 @@
-"""``callbacks serve``: check what users get wrong most, print the routes, run the receiver."""
+"""The long-running processes: ``callbacks serve`` (the receiver) and ``callbacks dispatch`` (the
+delivery side alone). Both check what users get wrong most before they start."""
 
 from __future__ import annotations
 
@@ -62,8 +63,67 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     run(config)
 
 
+@click.command()
+@config_option
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.01, 60),
+    default=None,
+    help="Seconds between looks at the store for new events, the most a new event waits "
+    "(overrides [dispatch] poll_interval).",
+)
+def dispatch(config_path: str | None, poll_interval: float | None) -> None:
+    """Deliver stored events in a process of its own, with no HTTP listener.
+
+    Runs the handlers, sinks, confirmation and reconciliation for events that receivers with
+    `[dispatch] enabled = false` stored, so their processes only verify and store. Several
+    may run on one store: a lease keeps each event to one of them at a time. Stops on
+    SIGTERM/SIGINT once running handlers finish (up to their timeout).
+
+    \b
+    Example:
+      callbacks dispatch --config /etc/avatar-callbacks/callbacks.toml --poll-interval 0.2
+    """
+    from callbacks.server import run_dispatcher
+
+    config = load_config_or_fail(config_path)
+    if poll_interval is not None:
+        config = replace(config, dispatch=replace(config.dispatch, poll_interval=poll_interval))
+    _check_deliverable(config)
+    if config.dispatch.enabled:
+        click.echo(
+            "note: receivers started with this config dispatch too ([dispatch] enabled = true); "
+            "set it to false in theirs to keep delivery out of their processes",
+            err=True,
+        )
+    click.echo(
+        f"avatar-callbacks dispatcher on {_store_label(config)} (config: {config.source}), "
+        f"looking for new events every {config.dispatch.poll_interval:g} s",
+        err=True,
+    )
+    run_dispatcher(config)
+
+
+def _store_label(config: Config) -> str:
+    # Not the URL: a PostgreSQL URL may hold a password.
+    return "the SQLite store" if config.store.is_sqlite else "the PostgreSQL store"
+
+
 def _check_startable(config: Config) -> None:
     """Fail before uvicorn starts, with one line, for the mistakes users make most."""
+    _check_deliverable(config)
+    if config.store.is_sqlite:
+        # The embedded schema comes with the file: created or migrated here, once, before the
+        # workers start (not by N of them at once). If no other receiver serves the file, the
+        # claims a crashed run left are released now too (see SQLiteStore.recover).
+        run_with_store(config, _recover, upgrade=True)
+    else:
+        # A shared database is migrated on purpose, once (`callbacks db upgrade`).
+        run_with_store(config, open_only)
+
+
+def _check_deliverable(config: Config) -> None:
+    """The key file, the handler modules, the sinks' extras and the confirmation settings."""
     from callbacks.confirm.gate import check_confirmation
     from callbacks.errors import CallbacksError, HandlerLoadError
     from callbacks.handlers import load_handlers
@@ -77,14 +137,6 @@ def _check_startable(config: Config) -> None:
         check_confirmation(config)
     except (KeyFileError, HandlerLoadError, CallbacksError) as exc:
         fail(str(exc))
-    if config.store.is_sqlite:
-        # The embedded schema comes with the file: created or migrated here, once, before the
-        # workers start (not by N of them at once). If no other receiver serves the file, the
-        # claims a crashed run left are released now too (see SQLiteStore.recover).
-        run_with_store(config, _recover, upgrade=True)
-    else:
-        # A shared database is migrated on purpose, once (`callbacks db upgrade`).
-        run_with_store(config, open_only)
 
 
 async def _recover(store: Store) -> None:
@@ -97,6 +149,12 @@ def _print_banner(config: Config) -> None:
     for route in config.routes:
         click.echo(f"  POST {route.path:<34} {route.describe}", err=True)
         click.echo(f"       signed for {route.public_url}", err=True)
+    if not config.dispatch.enabled:
+        click.echo(
+            "  [dispatch] enabled = false: callbacks are stored, and delivered by "
+            "`callbacks dispatch` with this config",
+            err=True,
+        )
     if config.routes:
         click.echo("\nSend a correctly signed test callback from another terminal:", err=True)
         click.echo(f"  {simulate_command(config, config.routes[0])}\n", err=True)
@@ -129,3 +187,4 @@ def _this_command() -> list[str]:
 
 def register(main: click.Group) -> None:
     main.add_command(serve)
+    main.add_command(dispatch)
