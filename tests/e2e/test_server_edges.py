@@ -123,6 +123,54 @@ def test_a_slow_body_is_dropped_while_others_are_served(server: Setup) -> None:
     served_normally(server)
 
 
+def raw_request(setup: Setup, n: int) -> bytes:
+    req = signed_request(ST, KEYS["st"], sample_body(ST, n))
+    target = req.path + (f"?{req.query}" if req.query else "")
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(req.body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in req.headers.items())
+    return head.encode() + b"\r\n" + req.body
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One answer on a kept-alive connection: its head and Content-Length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"closed mid-answer after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, "closed mid-body"
+        body += chunk
+    assert len(body) == length, "more than one answer"
+    return head
+
+
+def test_a_connection_kept_busy_past_the_timeout_is_never_dropped(server: Setup) -> None:
+    """Each request moves the read deadline on: a connection that keeps sending well within it
+    is served for far longer than one timeout."""
+    base = time.time_ns()
+    with connect(server) as busy:
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < 3 * TIMEOUT:
+            busy.sendall(raw_request(server, base + n))
+            assert read_response(busy).startswith(b"HTTP/1.1 200 ")
+            n += 1
+            time.sleep(TIMEOUT / 5)
+        assert n >= 10
+
+
+def test_after_an_answer_the_next_head_must_come_within_the_timeout(server: Setup) -> None:
+    with connect(server) as slow:
+        slow.sendall(raw_request(server, time.time_ns()))
+        assert read_response(slow).startswith(b"HTTP/1.1 200 ")
+        slow.sendall(b"POST /cb/st HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert read_all(slow) == b""  # closed after header_timeout, well before WAIT
+
+
 def test_connections_past_the_cap_are_refused_then_served_again(server: Setup) -> None:
     held = [connect(server) for _ in range(MAX_CONNECTIONS)]
     try:
