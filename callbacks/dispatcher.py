@@ -195,6 +195,16 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="avatar-callbacks-dispatcher")
         self._heartbeat = asyncio.create_task(self._keep_leases(), name="dispatch-leases")
 
+    @property
+    def running(self) -> bool:
+        """Started and its loop still going (for a health probe)."""
+        return self._task is not None and not self._task.done() and not self._stopping
+
+    @property
+    def store_failing(self) -> bool:
+        """Its last store operation failed and it is backing off (for a readiness probe)."""
+        return self._outage.failing
+
     async def stop(self) -> None:
         """Stop taking events; events waiting for a slot give their lease back, running ones get
         up to the longest handler timeout to finish (then they are cancelled, and redelivered

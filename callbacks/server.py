@@ -27,6 +27,7 @@ from callbacks.admin.serve import ConsoleListener
 from callbacks.app import create_app, open_serving_store
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.deliveries import Deliveries
+from callbacks.dispatch.listener import DispatchListener
 from callbacks.errors import CallbacksError
 from callbacks.handlers import load_handlers
 from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
@@ -69,22 +70,24 @@ def run(config: Config) -> None:
             console.stop()
 
 
-def run_dispatcher(config: Config) -> None:
-    """Deliver ``config``'s stored events until SIGINT/SIGTERM, with no HTTP listener. Running
-    handlers get up to their timeout to finish; events not yet started are given back."""
+def run_dispatcher(config: Config, listen: str | None = None) -> None:
+    """Deliver ``config``'s stored events until SIGINT/SIGTERM, answering no callbacks (with
+    ``listen``, health and metrics only). Running handlers get up to their timeout to finish;
+    events not yet started are given back."""
     configure_logging(config.server.log_format)
     try:
-        asyncio.run(_dispatch_until_stopped(config))
+        asyncio.run(_dispatch_until_stopped(config, listen))
     except CallbacksError as exc:  # the store cannot be opened, its schema is behind...
         sys.exit(f"error: {exc}")
 
 
-async def _dispatch_until_stopped(config: Config) -> None:
+async def _dispatch_until_stopped(config: Config, listen: str | None) -> None:
     handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
     store = open_store(
         config.store.url, base_dir=config.base_dir, write_timeout=config.store.write_timeout
     )
     deliveries = Deliveries(config, store, handlers, dispatch=True)
+    listener = DispatchListener(listen, deliveries) if listen is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -94,6 +97,8 @@ async def _dispatch_until_stopped(config: Config) -> None:
     await open_serving_store(store, config)
     try:
         await deliveries.start()
+        if listener is not None:
+            listener.start()
         log.info(
             "dispatcher_started",
             handlers=len(deliveries.handlers),
@@ -106,6 +111,8 @@ async def _dispatch_until_stopped(config: Config) -> None:
     finally:
         await deliveries.stop()
         await store.close()
+        if listener is not None:
+            listener.stop()
 
 
 @contextlib.contextmanager

@@ -72,7 +72,14 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
     help="Seconds between looks at the store for new events, the most a new event waits "
     "(overrides [dispatch] poll_interval).",
 )
-def dispatch(config_path: str | None, poll_interval: float | None) -> None:
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve /healthz, /readyz and /metrics here, for probes and Prometheus "
+    "(off by default: the process answers nothing).",
+)
+def dispatch(config_path: str | None, poll_interval: float | None, listen: str | None) -> None:
     """Deliver stored events in a process of its own, with no HTTP listener.
 
     Runs the handlers, sinks, confirmation and reconciliation for events that receivers with
@@ -82,11 +89,17 @@ def dispatch(config_path: str | None, poll_interval: float | None) -> None:
 
     \b
     Example:
-      callbacks dispatch --config /etc/avatar-callbacks/callbacks.toml --poll-interval 0.2
+      callbacks dispatch --config /etc/avatar-callbacks/callbacks.toml --listen 127.0.0.1:9101
     """
+    from callbacks.dispatch.listener import ListenerUnavailable, parse_listen
     from callbacks.server import run_dispatcher
 
     config = load_config_or_fail(config_path)
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ListenerUnavailable as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from None
     if poll_interval is not None:
         config = replace(config, dispatch=replace(config.dispatch, poll_interval=poll_interval))
     _check_deliverable(config)
@@ -101,7 +114,7 @@ def dispatch(config_path: str | None, poll_interval: float | None) -> None:
         f"looking for new events every {config.dispatch.poll_interval:g} s",
         err=True,
     )
-    run_dispatcher(config)
+    run_dispatcher(config, listen)
 
 
 def _store_label(config: Config) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.support import (
     Route,
     ServerProcess,
     Setup,
+    free_port,
     freeze_while_holding,
     keys_for,
     sample_body,
@@ -192,3 +194,69 @@ def test_dispatch_refuses_a_config_it_cannot_run_with_one_line(tmp_path: Path) -
     assert done.returncode == 1
     assert "no_such_handlers_module" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_listener_answers_probes_and_scrapes_and_says_when_the_store_fails(
+    tmp_path: Path,
+) -> None:
+    setup = Setup(tmp_path, ROUTES, KEYS, dispatch={"enabled": False}).write()
+    receiver = ServerProcess(setup).start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    dispatcher = DispatcherProcess(setup).start(30.0, "--listen", f"127.0.0.1:{port}")
+    db = setup.root / "callbacks.db"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz", timeout=10).json() == {"status": "ready"}
+        sent = _send(setup, 0, 3)
+        assert wait_for(lambda: set(_ended(setup)) == set(sent), timeout=30)
+        scraped = httpx.get(f"{base}/metrics", timeout=10).text
+        assert 'avatar_callbacks_handler_attempts_total{handler="e2e_handlers.record",' in scraped
+
+        holder.execute("BEGIN IMMEDIATE")  # what a long CLI purge would hold: claims fail
+        assert wait_for(lambda: httpx.get(f"{base}/readyz", timeout=10).status_code == 503)
+        answer = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert answer["reasons"] == ["store_unavailable"]
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200  # alive, waiting
+        holder.execute("COMMIT")
+        assert wait_for(lambda: httpx.get(f"{base}/readyz", timeout=10).status_code == 200)
+        later = _send(setup, 3, 2)
+        assert wait_for(lambda: set(later) <= set(_ended(setup)), timeout=30)
+    finally:
+        holder.close()
+        dispatcher.stop()
+        receiver.stop()
+    assert dispatcher.proc is not None
+    assert dispatcher.proc.returncode == 0
+    with pytest.raises(httpx.TransportError):  # the listener went with the process
+        httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_a_taken_listen_port_stops_dispatch_with_one_line(tmp_path: Path) -> None:
+    setup = Setup(tmp_path, ROUTES, KEYS, dispatch={"enabled": False}).write()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "callbacks.cli", "dispatch"),
+                *("--config", str(setup.config_path), "--listen", f"127.0.0.1:{port}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+                "E2E_EVENTS_FILE": str(setup.events_path),
+            },
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    bad = Cli(setup.config_path).run("dispatch", "--listen", "nowhere")
+    assert bad.exit_code == 2
+    assert 'must be "HOST:PORT"' in bad.output
