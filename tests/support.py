@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -388,3 +389,13 @@ def freeze_while_holding(
             os.kill(pid, signal.SIGCONT)
             time.sleep(0.05)
     return held
+
+
+def sqlite_claims_of(db: Path, pid: int) -> set[str]:
+    """The pending events that process ``pid`` holds claimed in the SQLite file ``db``."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT id FROM events WHERE status = 'pending' AND claimed_by LIKE ?",
+            (f"%:{pid}:%",),
+        )
+        return {row[0] for row in rows}

@@ -31,6 +31,7 @@ from tests.support import (
     keys_for,
     sample_body,
     signed_request,
+    sqlite_claims_of,
     wait_for,
 )
 
@@ -131,15 +132,6 @@ def test_sigterm_lets_the_running_handler_finish(tmp_path: Path) -> None:
         receiver.stop()
 
 
-def _claimed_by(db: Path, pid: int) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT id FROM events WHERE status = 'pending' AND claimed_by LIKE ?",
-            (f"%:{pid}:%",),
-        )
-        return {row[0] for row in rows}
-
-
 def test_two_dispatchers_share_the_work_and_a_killed_ones_events_are_taken_over(
     tmp_path: Path,
 ) -> None:
@@ -159,7 +151,7 @@ def test_two_dispatchers_share_the_work_and_a_killed_ones_events_are_taken_over(
         both = {victim.proc.pid, survivor.proc.pid}
         assert wait_for(lambda: {r["pid"] for r in setup.delivered()} == both, timeout=30)
         held = freeze_while_holding(
-            victim.proc.pid, lambda pid: _claimed_by(setup.root / "callbacks.db", pid)
+            victim.proc.pid, lambda pid: sqlite_claims_of(setup.root / "callbacks.db", pid)
         )
         victim.kill()
         assert held, "the killed dispatcher held no claims: the takeover was not exercised"

@@ -24,6 +24,7 @@ from tests.support import (
     keys_for,
     sample_body,
     signed_request,
+    sqlite_claims_of,
     wait_for,
 )
 
@@ -61,15 +62,6 @@ def _send_all(setup: Setup, count: int) -> list[str]:
     return asyncio.run(main())
 
 
-def _claimed_by(db: Path, pid: int) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT id FROM events WHERE status = 'pending' AND claimed_by LIKE ?",
-            (f"%:{pid}:%",),
-        )
-        return {row[0] for row in rows}
-
-
 def _accepted_total(setup: Setup) -> float:
     text = httpx.get(f"{setup.base_url}/metrics", timeout=10).text
     return sum(
@@ -103,7 +95,7 @@ def test_a_worker_killed_mid_handler_gives_its_events_back_when_the_leases_lapse
         assert wait_for(lambda: len({r["pid"] for r in setup.delivered()}) == 2, timeout=30)
         victim = next(iter({r["pid"] for r in setup.delivered()}))
         # Kill it frozen, mid-handler, with the claims it holds read.
-        held = freeze_while_holding(victim, lambda pid: _claimed_by(db, pid))
+        held = freeze_while_holding(victim, lambda pid: sqlite_claims_of(db, pid))
         os.kill(victim, signal.SIGKILL)
         assert held, "the killed worker held no claims: the takeover was not exercised"
 
