@@ -27,6 +27,7 @@ from callbacks.admin.serve import ConsoleListener
 from callbacks.app import create_app, open_serving_store
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.deliveries import Deliveries
+from callbacks.dispatch.gauges import keep_sampling
 from callbacks.dispatch.listener import DispatchListener
 from callbacks.errors import CallbacksError
 from callbacks.handlers import load_handlers
@@ -39,6 +40,8 @@ log = structlog.get_logger("avatar_callbacks.server")
 # The SQLite commit thread gives up the GIL around COMMIT and must win it back from a busy event
 # loop; at the default 5 ms switch interval each hand-back can stall the next commit batch.
 _GIL_SWITCH_INTERVAL = 0.0005
+# How stale the store's gauges may be on `callbacks dispatch --listen`'s /metrics.
+_GAUGE_INTERVAL = 5.0
 
 
 def app_from_environment() -> Starlette:
@@ -95,10 +98,12 @@ async def _dispatch_until_stopped(config: Config, listen: str | None) -> None:
     if hasattr(signal, "SIGHUP"):  # `systemctl reload` must not end it (there are no keys here)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
     await open_serving_store(store, config)
+    gauges: asyncio.Task[None] | None = None
     try:
         await deliveries.start()
         if listener is not None:
             listener.start()
+            gauges = asyncio.create_task(keep_sampling(store, _GAUGE_INTERVAL))
         log.info(
             "dispatcher_started",
             handlers=len(deliveries.handlers),
@@ -109,6 +114,10 @@ async def _dispatch_until_stopped(config: Config, listen: str | None) -> None:
         await stop.wait()
         log.info("dispatcher_stopping")
     finally:
+        if gauges is not None:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
         await deliveries.stop()
         await store.close()
         if listener is not None:

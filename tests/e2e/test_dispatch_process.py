@@ -252,3 +252,25 @@ def test_a_taken_listen_port_stops_dispatch_with_one_line(tmp_path: Path) -> Non
     bad = Cli(setup.config_path).run("dispatch", "--listen", "nowhere")
     assert bad.exit_code == 2
     assert 'must be "HOST:PORT"' in bad.output
+
+
+def test_the_listeners_metrics_carry_the_stores_gauges(tmp_path: Path) -> None:
+    """Sampled from the store every few seconds: a dead event shows in the dead-events gauge."""
+    setup = Setup(tmp_path, ROUTES, KEYS, dispatch={"enabled": False, "max_attempts": 2}).write()
+    receiver = ServerProcess(setup).start()
+    port = free_port()
+    dispatcher = DispatcherProcess(setup, env={"E2E_FAIL_ROUTE": "st"})
+    dispatcher.start(30.0, "--listen", f"127.0.0.1:{port}")
+    dead_gauge = 'avatar_callbacks_dead_events{route="st"} 1.0'
+    try:
+        _send(setup, 0, 1)
+        assert wait_for(lambda: _statuses(setup) == Counter(dead=1), timeout=30)
+
+        def scraped() -> str:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+        assert wait_for(lambda: dead_gauge in scraped(), timeout=20), scraped()
+        assert "avatar_callbacks_inbox_depth 0.0" in scraped()
+    finally:
+        dispatcher.stop()
+        receiver.stop()
