@@ -713,15 +713,13 @@ def measure(
         run_wrk(wrk_command(url, template_path, warm, connections, WARMUP_SECONDS))
         argv = wrk_command(url, template_path, tag, connections, duration)
         cpu_before = server_cpu_seconds(server.proc.pid)
-        if dispatcher is not None:
-            cpu_before[dispatcher.proc.pid] = process_cpu_seconds(dispatcher.proc.pid)
+        dispatcher_before = process_cpu_seconds(dispatcher.proc.pid) if dispatcher else 0.0
         busy_before, total_before = machine_cpu_ticks()
         with RssSampler(server.proc.pid) as rss:
             stats, text = run_wrk(argv)
         busy_after, total_after = machine_cpu_ticks()
         cpu_after = server_cpu_seconds(server.proc.pid)
-        if dispatcher is not None:  # last: the worker-count check below looks at children only
-            cpu_after[dispatcher.proc.pid] = process_cpu_seconds(dispatcher.proc.pid)
+        dispatcher_after = process_cpu_seconds(dispatcher.proc.pid) if dispatcher else 0.0
         loadavg = os.getloadavg()[0]
         (run_dir / "wrk.txt").write_text(shlex.join(argv) + "\n" + text, encoding="utf-8")
     finally:
@@ -735,7 +733,7 @@ def measure(
     # several workers the children also include multiprocessing helpers that use no CPU.
     process_cpu = [cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before]
     if spec.workers > 1:
-        children = process_cpu[1 : len(process_cpu) - (dispatcher is not None)]
+        children = process_cpu[1:]
         busy = [c for c in children if c >= 0.1 * max(children, default=0.0) > 0]
         if len(busy) < spec.workers:
             print(
@@ -743,6 +741,8 @@ def measure(
                 f"(a tenth of the busiest one's) work: {children}",
                 file=sys.stderr,
             )
+    if dispatcher is not None:  # counted with the server's: the work it took off the receiver
+        process_cpu.append(dispatcher_after - dispatcher_before)
     requests = int(stats["requests"])
     elapsed = stats["duration_us"] / 1e6
     socket_errors = sum(

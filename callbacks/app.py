@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callbacks import metrics
 from callbacks.config import Config, RouteConfig
 from callbacks.deliveries import Deliveries
-from callbacks.dispatch.gauges import sample_operator_gauges
+from callbacks.dispatch.gauges import sample_store_gauges
 from callbacks.errors import StoreUnavailable
 from callbacks.handlers import Handlers, load_handlers
 from callbacks.keyfile import KeyFile
@@ -62,11 +62,7 @@ def create_app(
     if handlers is None:
         handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
     if store is None:
-        store = open_store(
-            config.store.url,
-            base_dir=config.base_dir,
-            write_timeout=config.store.write_timeout,
-        )
+        store = serving_store_for(config)
     live_keys = LiveKeys(config.keys.file, reload_interval=config.keys.reload_interval)
     run_dispatcher = config.dispatch.enabled if dispatch is None else dispatch
     deliveries = Deliveries(config, store, handlers, dispatch=run_dispatcher, clock=clock)
@@ -129,8 +125,7 @@ def create_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         with contextlib.suppress(StoreUnavailable):
-            metrics.INBOX_DEPTH.set(await store.inbox_depth())
-            await sample_operator_gauges(store)
+            await sample_store_gauges(store)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -156,6 +151,13 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app
+
+
+def serving_store_for(config: Config) -> ServingStore:
+    """The store at ``store.url``, its writes bounded by ``store.write_timeout``."""
+    return open_store(
+        config.store.url, base_dir=config.base_dir, write_timeout=config.store.write_timeout
+    )
 
 
 async def open_serving_store(store: ServingStore, config: Config) -> None:

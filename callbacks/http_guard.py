@@ -92,7 +92,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # ~3.5 us apiece in uvloop, so the timer stays and checks the deadline when it fires.
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._refused = False
 
     # -- connection ------------------------------------------------------------------------
@@ -179,7 +178,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         deadline = self.loop.time() + seconds
         self._deadline = deadline
         if self._timer is not None:
-            if self._timer_at <= deadline:
+            if self._timer.when() <= deadline:
                 return  # it fires first and finds the deadline moved
             self._timer.cancel()
         self._schedule(deadline)
@@ -188,7 +187,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None  # the timer, if any, fires and finds nothing to enforce
 
     def _schedule(self, at: float) -> None:
-        self._timer_at = at
         self._timer = self.loop.call_at(at, self._check_deadline)
 
     def _check_deadline(self) -> None:

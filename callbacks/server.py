@@ -24,7 +24,7 @@ from uvicorn.supervisors import Multiprocess
 
 from callbacks.admin.auth import ConsoleUnavailable
 from callbacks.admin.serve import ConsoleListener
-from callbacks.app import create_app, open_serving_store
+from callbacks.app import create_app, open_serving_store, serving_store_for
 from callbacks.config import CONFIG_ENV, Config, load_config
 from callbacks.deliveries import Deliveries
 from callbacks.dispatch.gauges import keep_sampling
@@ -33,7 +33,6 @@ from callbacks.errors import CallbacksError
 from callbacks.handlers import load_handlers
 from callbacks.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from callbacks.logs import configure_logging
-from callbacks.store import open_store
 
 log = structlog.get_logger("avatar_callbacks.server")
 
@@ -86,9 +85,7 @@ def run_dispatcher(config: Config, listen: str | None = None) -> None:
 
 async def _dispatch_until_stopped(config: Config, listen: str | None) -> None:
     handlers = load_handlers(config.handler_modules, config_dir=config.base_dir)
-    store = open_store(
-        config.store.url, base_dir=config.base_dir, write_timeout=config.store.write_timeout
-    )
+    store = serving_store_for(config)
     deliveries = Deliveries(config, store, handlers, dispatch=True)
     listener = DispatchListener(listen, deliveries) if listen is not None else None
     stop = asyncio.Event()

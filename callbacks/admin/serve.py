@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Mapping
-from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -21,6 +19,7 @@ from callbacks.admin.auth import ConsoleUnavailable, load_tokens
 from callbacks.config import Config
 from callbacks.errors import KeyFileError
 from callbacks.keyfile import read_key_file
+from callbacks.side_listener import ListenerThread, bind_socket
 
 log = structlog.get_logger("avatar_callbacks.admin")
 _STOP_SECONDS = 10.0
@@ -44,14 +43,9 @@ def prepare(
             "pip install 'avatar-callbacks[admin]'"
         ) from None
     app = create_admin_app(config, tokens, env=env)
-    family = socket.AF_INET6 if ":" in config.admin.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.admin.host, config.admin.port))
-        sock.listen(128)
+        sock = bind_socket(config.admin.host, config.admin.port)
     except OSError as exc:
-        sock.close()
         raise ConsoleUnavailable(
             f"the console cannot listen on {config.admin.listen}: {exc.strerror}"
         ) from None
@@ -63,37 +57,16 @@ class ConsoleListener:
     when the console is off)."""
 
     def __init__(self, config: Config) -> None:
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._listener: ListenerThread | None = None
         if config.admin is None:
             return
-        import uvicorn
-
-        app, self._socket = prepare(config)
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                proxy_headers=False,
-                server_header=False,
-                lifespan="on",
-            )
+        app, sock = prepare(config)
+        self._listener = ListenerThread(
+            app, sock, name="callbacks-console", lifespan="on", stop_seconds=_STOP_SECONDS
         )
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
-            name="callbacks-console",
-            daemon=True,
-        )
-        self._thread.start()
+        self._listener.start()
         log.info("console_started", listen=config.admin.listen)
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(_STOP_SECONDS)
-        if self._socket is not None:
-            self._socket.close()
+        if self._listener is not None:
+            self._listener.stop()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from callbacks.errors import ConfigError
+from callbacks.side_listener import parse_host_port
 
 _ANY_HOST = {"0.0.0.0", "::", ""}  # noqa: S104 - names for "every interface", compared only
 
@@ -67,9 +68,7 @@ def read_admin(raw: object, *, source: str) -> AdminConfig | None:
 
 
 def parse_listen(listen: str, *, source: str) -> AdminConfig:
-    host, sep, port_text = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    valid = bool(sep and host) and port_text.isascii() and port_text.isdigit()
-    if not valid or not 1 <= int(port_text[:6] or 0) <= 65535:
+    parsed = parse_host_port(listen)
+    if parsed is None:
         raise ConfigError(source, "admin.listen", 'must be "HOST:PORT", e.g. "127.0.0.1:8001"')
-    return AdminConfig(host=host, port=int(port_text))
+    return AdminConfig(host=parsed[0], port=parsed[1])

@@ -21,8 +21,10 @@ _GAUGES: dict[str, Gauge] = {
 _reported: set[tuple[str, str]] = set()
 
 
-async def sample_operator_gauges(store: WorkQueue) -> None:
-    """Set the gauges from the store's counts; a route whose count fell to none reads 0."""
+async def sample_store_gauges(store: WorkQueue) -> None:
+    """Set every gauge from the store's counts; a route whose count fell to none reads 0.
+    Raises StoreUnavailable when the store cannot say (the gauges keep their last figures)."""
+    metrics.INBOX_DEPTH.set(await store.inbox_depth())
     counts = await store.waiting_for_operator()
     for route, status in _reported - counts.keys():
         _GAUGES[status].labels(route).set(0)
@@ -37,6 +39,5 @@ async def keep_sampling(store: WorkQueue, interval: float) -> None:
     the last figures (the dispatcher's own backoff and /readyz tell about the outage)."""
     while True:
         with contextlib.suppress(StoreUnavailable):
-            metrics.INBOX_DEPTH.set(await store.inbox_depth())
-            await sample_operator_gauges(store)
+            await sample_store_gauges(store)
         await asyncio.sleep(interval)

@@ -8,8 +8,6 @@ the dispatcher's state (plain attributes: no store call from another thread's lo
 
 from __future__ import annotations
 
-import socket
-import threading
 from typing import Any
 
 import structlog
@@ -21,6 +19,7 @@ from starlette.routing import Route
 from callbacks import metrics
 from callbacks.deliveries import Deliveries
 from callbacks.errors import CallbacksError
+from callbacks.side_listener import ListenerThread, bind_socket, parse_host_port
 
 log = structlog.get_logger("avatar_callbacks.dispatch")
 _STOP_SECONDS = 5.0
@@ -71,11 +70,10 @@ def create_listener_app(deliveries: Deliveries) -> Starlette:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9101`` for IPv6) as host and port; ListenerUnavailable if not."""
-    host, sep, port_text = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    parsed = parse_host_port(listen)
+    if parsed is None:
         raise ListenerUnavailable(f'must be "HOST:PORT", e.g. "127.0.0.1:9101" (got {listen!r})')
-    return host, int(port_text)
+    return parsed
 
 
 class DispatchListener:
@@ -83,43 +81,22 @@ class DispatchListener:
     so a port that is taken stops the process at start with one line."""
 
     def __init__(self, listen: str, deliveries: Deliveries) -> None:
-        import uvicorn
-
-        host, port = parse_listen(listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._socket.bind((host, port))
-            self._socket.listen(64)
+            sock = bind_socket(*parse_listen(listen))
         except OSError as exc:
-            self._socket.close()
             raise ListenerUnavailable(f"cannot listen on {listen}: {exc.strerror}") from None
         self.listen = listen
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                create_listener_app(deliveries),
-                log_config=None,
-                access_log=False,
-                proxy_headers=False,
-                server_header=False,
-                lifespan="off",
-            )
+        self._listener = ListenerThread(
+            create_listener_app(deliveries),
+            sock,
+            name="callbacks-dispatch-listener",
+            lifespan="off",
+            stop_seconds=_STOP_SECONDS,
         )
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
-            name="callbacks-dispatch-listener",
-            daemon=True,
-        )
-        self._thread.start()
+        self._listener.start()
         log.info("dispatch_listener_started", listen=self.listen)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(_STOP_SECONDS)
-        self._socket.close()
+        self._listener.stop()
