@@ -34,7 +34,10 @@ class FailedSignIns:
         failures = self._recent(client, now)
         if failures is None or len(failures) < self.limit:
             return 0.0
-        return max(0.0, failures[0] + self.window - now)
+        # Measured from the cut-off ``_recent`` kept the failure by, not as ``oldest + window -
+        # now``: that sum can round to 0 for a failure still in the window (1e-130 + 60 == 60),
+        # and a blocked address would be told it may try now.
+        return min(self.window, failures[0] - (now - self.window))
 
     def failed(self, client: str, now: float) -> None:
         failures = self._recent(client, now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from callbacks.admin.throttle import FailedSignIns
@@ -21,6 +21,7 @@ def test_blocked_at_the_limit_until_the_oldest_failure_ages_out() -> None:
 
 
 @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=60), st.integers(1, 8))
+@example(times=[60.0, 4.584788994899931e-130], limit_count=1)  # 1e-130 + 60 rounds to 60
 def test_never_blocks_an_address_with_fewer_recent_failures_than_the_limit(
     times: list[float], limit_count: int
 ) -> None:
