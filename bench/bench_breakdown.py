@@ -87,10 +87,13 @@ def build_app(variant: str, folder: Path) -> tuple[ASGIApp, Any]:
     config_path = folder / "callbacks.toml"
     # bench_receiver's config (the port is never opened here), with dispatch as the variant says.
     text = CONFIG_TEMPLATE.format(
-        host=HOST, port=8000, route=ROUTE, path=CALLBACK_PATH, public_url=PUBLIC_URL
+        host=HOST,
+        port=8000,
+        route=ROUTE,
+        path=CALLBACK_PATH,
+        public_url=PUBLIC_URL,
+        dispatch="true" if variant == "dispatch" else "false",
     )
-    if variant != "dispatch":
-        text = text.replace("enabled = true", "enabled = false")
     config_path.write_text(text, encoding="utf-8")
     config = load_config(str(config_path))
     configure_logging(config.server.log_format)
