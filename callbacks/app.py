@@ -188,8 +188,8 @@ class CallbackEndpoint:
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.receiver.handle(Request(scope, receive), self.route)
-        await response(scope, receive, send)
+        answer = await self.receiver.handle(Request(scope, receive), self.route)
+        await answer(send)
 
 
 class InternalErrorGuard:
