@@ -9,9 +9,9 @@ the dispatcher's lease along.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from callbacks import metrics
@@ -20,6 +20,7 @@ from callbacks.dedupe import dedupe_key
 from callbacks.dispatcher import Dispatcher
 from callbacks.errors import StoreUnavailable
 from callbacks.events import event_class
+from callbacks.shared_timeout import SharedTimeout
 from callbacks.store.base import Accepted, InboundCallback, Inbox, new_delivery_id
 
 
@@ -59,6 +60,7 @@ class Intake:
         self.store = store
         self.dispatcher = dispatcher
         self.write_timeout = write_timeout
+        self._bound_write = None if write_timeout is None else SharedTimeout(write_timeout)
         self.writes = WriteHealth()
 
     async def accept(
@@ -70,7 +72,7 @@ class Intake:
         lease = None if dispatcher is None else dispatcher.lease()
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.write_timeout):
+            async with nullcontext() if self._bound_write is None else self._bound_write():
                 accepted = await self.store.accept(callback, lease)
         except TimeoutError:
             self.writes.failed()
