@@ -7,12 +7,15 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callbacks import metrics
-from callbacks.logs import RejectionSampler, configure_logging, redact_secrets
+from callbacks.logs import RejectionSampler, UtcTimestamper, configure_logging, redact_secrets
 
 
 def test_redact_masks_fields_named_like_secrets() -> None:
@@ -75,3 +78,23 @@ def test_a_log_line_that_cannot_be_written_is_dropped_and_counted(
         structlog.get_logger("t").error("callback_failed", route="st")
         logging.getLogger("uvicorn.error").error("from the stdlib side")
     assert metrics.LOG_LINES_DROPPED._value.get() >= dropped + 4
+
+
+@given(
+    instants=st.lists(
+        st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False), min_size=1, max_size=8
+    )
+)
+def test_the_timestamp_is_the_instant_in_utc_to_the_microsecond(instants: list[float]) -> None:
+    """Whatever the order of instants (the second's prefix is cached), each line's timestamp
+    is what datetime writes for it, its fraction truncated to the microsecond."""
+    clock = iter(sorted(instants) + instants)
+    stamper = UtcTimestamper(clock=lambda: next(clock))
+    for now in sorted(instants) + instants:
+        stamp = stamper(None, "info", {})["timestamp"]
+        second = int(now)
+        expected = datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "")
+        assert stamp == f"{expected}.{int((now - second) * 1_000_000):06d}Z"
+        parsed = datetime.fromisoformat(stamp)
+        assert parsed.tzinfo is not None
+        assert abs(parsed.timestamp() - now) < 1e-5
