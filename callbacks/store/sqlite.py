@@ -45,6 +45,7 @@ from callbacks.store.base import (
     duplicate_digest,
     event_columns,
     event_from_row,
+    first_id_from,
     purge_where,
     replay_updates,
     replay_where,
@@ -150,12 +151,30 @@ def _schema_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement.format(events="events"))
 
 
+def _schema_5(conn: sqlite3.Connection) -> None:
+    """Schema 5: two index entries fewer per callback (see ``SCHEMA_VERSION`` in base.py).
+    Key usage (each key's last verification) moves to a row per key, which every batch
+    updates once; the day's counts are read off the id range."""
+    conn.execute(
+        "CREATE TABLE key_usage (route TEXT NOT NULL, key_id TEXT NOT NULL, "
+        "last_verified_at REAL NOT NULL, PRIMARY KEY (route, key_id))"
+    )
+    conn.execute(
+        "INSERT INTO key_usage (route, key_id, last_verified_at) "
+        "SELECT route, key_id, MAX(received_at) FROM events WHERE key_id IS NOT NULL "
+        "GROUP BY route, key_id"
+    )
+    conn.execute("DROP INDEX IF EXISTS events_key_usage")
+    conn.execute("DROP INDEX IF EXISTS events_received")
+
+
 # Each step brings the schema to its version; a fresh file runs them all. In version order.
 _MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (1, _create_tables),
     (2, _schema_2),
     (3, _schema_3),
     (4, _schema_4),
+    (5, _schema_5),
 )
 
 _COLUMNS = event_columns()
@@ -526,14 +545,19 @@ class SQLiteStore:
         return await self._write(lambda c: c.execute(_DELETE + where, params).rowcount)
 
     async def key_usage(self, now: float) -> list[KeyUsage]:
+        since = now - 86400
+
         def run(conn: sqlite3.Connection) -> list[KeyUsage]:
-            rows = conn.execute(
-                "SELECT route, key_id, MAX(received_at), "
-                "SUM(CASE WHEN received_at >= ? THEN 1 ELSE 0 END) "
-                "FROM events WHERE key_id IS NOT NULL GROUP BY route, key_id",
-                (now - 86400,),
+            last = conn.execute(
+                "SELECT route, key_id, last_verified_at FROM key_usage ORDER BY route, key_id"
             ).fetchall()
-            return [KeyUsage(r[0], r[1], r[2], r[3]) for r in rows]
+            counted = conn.execute(
+                "SELECT route, key_id, COUNT(*) FROM events WHERE id >= ? AND received_at >= ? "
+                "AND key_id IS NOT NULL GROUP BY route, key_id",
+                (first_id_from(since) or "", since),
+            ).fetchall()
+            counts = {(route, key_id): n for route, key_id, n in counted}
+            return [KeyUsage(r, k, at, counts.get((r, k), 0)) for r, k, at in last]
 
         return await self._read(run)
 
@@ -596,6 +620,7 @@ def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
     if not jobs:
         return
     callbacks = [job.callback for job in jobs if job.callback is not None]
+    _record_key_usage(conn, callbacks)
     before = conn.total_changes
     for start in range(0, len(jobs), _ROWS_PER_INSERT):
         chunk = jobs[start : start + _ROWS_PER_INSERT]
@@ -615,6 +640,32 @@ def _accept_all(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         job.result = (
             Accepted(cb.delivery_id) if cb.delivery_id in inserted else _duplicate(conn, cb)
         )
+
+
+def _record_key_usage(conn: sqlite3.Connection, callbacks: list[InboundCallback]) -> None:
+    """Each key's latest verification in the batch, one row per key (duplicates count: a retry
+    verified with the key too). One statement a batch instead of an index entry per event."""
+    latest: dict[tuple[str, str], float] = {}
+    for cb in callbacks:
+        if cb.key_id is not None and latest.get((cb.route, cb.key_id), -1.0) < cb.received_at:
+            latest[cb.route, cb.key_id] = cb.received_at
+    if not latest:
+        return
+    params: list[Any] = []
+    for (route, key_id), at in latest.items():
+        params += (route, key_id, at)
+    conn.execute(_record_key_usage_sql(len(latest)), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _record_key_usage_sql(keys: int) -> str:
+    values = ",".join(["(?, ?, ?)"] * keys)
+    # Only placeholders are formatted in: the values are bound.
+    return (
+        f"INSERT INTO key_usage (route, key_id, last_verified_at) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (route, key_id) DO UPDATE SET "
+        "last_verified_at = max(last_verified_at, excluded.last_verified_at)"
+    )
 
 
 @functools.lru_cache(maxsize=_ROWS_PER_INSERT)

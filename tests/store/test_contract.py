@@ -537,6 +537,46 @@ def test_key_usage_counts_the_last_day_per_route_and_key(make_store: StoreFactor
     run(make_store, scenario)
 
 
+def test_key_usage_keeps_the_latest_verification_in_any_order_duplicates_included(
+    make_store: StoreFactory,
+) -> None:
+    """A retry verified with the key is evidence of its use too; a late-arriving older callback
+    does not move the last verification back."""
+    newest = callback(key_id="k1", received_at=NOW - 20, dedupe_key="same")
+    retry = callback(key_id="k2", received_at=NOW - 5, dedupe_key="same")
+    older = callback(key_id="k1", received_at=NOW - 3_000)
+
+    async def scenario(store: Store) -> None:
+        await accept_all(store, newest)
+        assert (await store.accept(retry)).duplicate_of == newest.delivery_id
+        await accept_all(store, older)
+        usage = sorted(await store.key_usage(NOW), key=lambda u: u.key_id)
+        assert usage == [
+            KeyUsage("sensetime", "k1", NOW - 20, 2),
+            KeyUsage("sensetime", "k2", NOW - 5, 1),
+        ]
+
+    run(make_store, scenario)
+
+
+def test_time_ranges_keep_every_event_inside_them(make_store: StoreFactory) -> None:
+    """The lists' since/until and the purge bound the id as well; events a millisecond either
+    side of a bound fall on the side their received_at says."""
+    at = [NOW - 0.0015, NOW - 0.0004, NOW, NOW + 0.0004, NOW + 0.0016]
+    cbs = [callback(received_at=t) for t in at]
+
+    async def scenario(store: Store) -> None:
+        await accept_all(store, *cbs)
+        since = await store.list_events(EventFilter(since=NOW - 0.0004))
+        assert sorted(e.id for e in since) == [c.delivery_id for c in cbs[1:]]
+        until = await store.list_events(EventFilter(until=NOW + 0.0004))
+        assert sorted(e.id for e in until) == [c.delivery_id for c in cbs[:3]]
+        both = await store.list_events(EventFilter(since=NOW, until=NOW + 0.0016))
+        assert sorted(e.id for e in both) == [c.delivery_id for c in cbs[2:4]]
+
+    run(make_store, scenario)
+
+
 def test_inbox_depth_counts_pending_events_only(make_store: StoreFactory) -> None:
     async def scenario(store: Store) -> None:
         assert await store.inbox_depth() == 0

@@ -265,3 +265,110 @@ def test_postgres_schema_4_has_the_route_index(postgres_schema_url: str) -> None
         ).fetchall()
     assert len(rows) == 1
     assert "(route, id)" in rows[0][0]
+
+
+def _sqlite_at_schema_4(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    """A file as release 4 left it: its migrations, then events (route, key id, received_at)."""
+    from callbacks.store.base import new_delivery_id
+    from callbacks.store.sqlite import _MIGRATIONS
+
+    conn = sqlite3.connect(path)
+    for version, step in _MIGRATIONS:
+        if version <= 4:
+            step(conn)
+    conn.execute("INSERT INTO schema_version (version) VALUES (4)")
+    marks = ", ".join("?" * 12)
+    conn.executemany(
+        f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({marks})",  # noqa: S608
+        [
+            (
+                new_delivery_id(at),
+                route,
+                "sensetime",
+                "SenseTimeCallback",
+                f"k-{n}",
+                None,
+                key,
+                at,
+                b"{}",
+                "delivered",
+                at,
+                at,
+            )
+            for n, (route, key, at) in enumerate(rows)
+        ],
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_upgrade_to_schema_5_keeps_key_usage_and_drops_the_range_indexes(tmp_path: Path) -> None:
+    from callbacks.store import KeyUsage
+    from callbacks.store.sqlite import SQLiteStore
+
+    path = tmp_path / "callbacks.db"
+    _sqlite_at_schema_4(
+        path,
+        [("st", "k1", NOW - 90_000), ("st", "k1", NOW - 60), ("st", "k2", NOW - 90_000)],
+    )
+    store = SQLiteStore(path)
+
+    async def main() -> list[KeyUsage]:
+        assert await store.upgrade() == SCHEMA_VERSION
+        try:
+            return await store.key_usage(NOW)
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == [
+        KeyUsage("st", "k1", NOW - 60, 1),
+        KeyUsage("st", "k2", NOW - 90_000, 0),
+    ]
+    with sqlite3.connect(path) as conn:
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    assert "events_received" not in indexes
+    assert "events_key_usage" not in indexes
+
+
+def test_a_time_range_reads_the_primary_key_range(tmp_path: Path) -> None:
+    from callbacks.store import EventFilter
+    from callbacks.store.sqlite import SQLiteStore
+
+    path = tmp_path / "callbacks.db"
+    assert asyncio.run(SQLiteStore(path).upgrade()) == SCHEMA_VERSION
+    clauses, params = EventFilter(since=NOW - 3600, until=NOW).where_sql("?")
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT id FROM events{clauses} ORDER BY id DESC LIMIT 50",  # noqa: S608
+                params,
+            )
+        )
+    assert "USING INDEX sqlite_autoindex_events_1 (id>? AND id<?)" in plan, plan
+
+
+@pytest.mark.postgres
+def test_postgres_schema_5_has_no_received_at_index(postgres_schema_url: str) -> None:
+    import psycopg
+
+    from callbacks.store.postgres import EVENTS
+
+    store = make_postgres_v1(postgres_schema_url)()
+
+    async def main() -> None:
+        assert await store.upgrade() == SCHEMA_VERSION
+        await store.close()
+
+    asyncio.run(main())
+    with psycopg.connect(postgres_schema_url) as conn:
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        }
+    assert f"{EVENTS}_received" not in names
+    assert f"{EVENTS}_key_usage" in names  # kept: see the schema 5 migration's note
