@@ -223,6 +223,19 @@ def _stored_keys(factory: Callable[[], Store]) -> dict[str, str | None]:
         return {row[0]: row[1] for row in rows}
 
 
+def _list_plan(path: Path, where: Any) -> str:
+    """SQLite's query plan for the operator's list (newest first) filtered by ``where``."""
+    clauses, params = where.where_sql("?")
+    with sqlite3.connect(path) as conn:
+        return " ".join(
+            str(row[3])
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT id FROM events{clauses} ORDER BY id DESC LIMIT 50",  # noqa: S608
+                params,
+            )
+        )
+
+
 def test_upgrade_to_schema_4_lists_a_route_newest_first_from_its_index(tmp_path: Path) -> None:
     """The operator's list by route reads the route's index in id order: no table walk, no sort."""
     from callbacks.store import EventFilter
@@ -231,40 +244,35 @@ def test_upgrade_to_schema_4_lists_a_route_newest_first_from_its_index(tmp_path:
     path = tmp_path / "callbacks.db"
     make_sqlite_v1(path)
     assert asyncio.run(SQLiteStore(path).upgrade()) == SCHEMA_VERSION
-    clauses, params = EventFilter(route="ms-video", status="dead").where_sql("?")
-    with sqlite3.connect(path) as conn:
-        plan = " ".join(
-            str(row[3])
-            for row in conn.execute(
-                f"EXPLAIN QUERY PLAN SELECT id FROM events{clauses} ORDER BY id DESC LIMIT 50",  # noqa: S608
-                params,
-            )
-        )
+    plan = _list_plan(path, EventFilter(route="ms-video", status="dead"))
     assert "events_by_route (route=?)" in plan
     assert "TEMP B-TREE" not in plan
 
 
-@pytest.mark.postgres
-def test_postgres_schema_4_has_the_route_index(postgres_schema_url: str) -> None:
+def _postgres_indexes_after_upgrade(url: str) -> dict[str, str]:
+    """A schema-1 PostgreSQL store upgraded by this release: its events indexes by name."""
     import psycopg
 
-    from callbacks.store.postgres import EVENTS
-
-    store = make_postgres_v1(postgres_schema_url)()
+    store = make_postgres_v1(url)()
 
     async def main() -> None:
         assert await store.upgrade() == SCHEMA_VERSION
         await store.close()
 
     asyncio.run(main())
-    with psycopg.connect(postgres_schema_url) as conn:
+    with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND indexname = %s",
-            (f"{EVENTS}_by_route",),
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
         ).fetchall()
-    assert len(rows) == 1
-    assert "(route, id)" in rows[0][0]
+    return dict(rows)
+
+
+@pytest.mark.postgres
+def test_postgres_schema_4_has_the_route_index(postgres_schema_url: str) -> None:
+    from callbacks.store.postgres import EVENTS
+
+    indexes = _postgres_indexes_after_upgrade(postgres_schema_url)
+    assert "(route, id)" in indexes[f"{EVENTS}_by_route"]
 
 
 def _sqlite_at_schema_4(path: Path, rows: list[tuple[str, str, float]]) -> None:
@@ -338,37 +346,14 @@ def test_a_time_range_reads_the_primary_key_range(tmp_path: Path) -> None:
 
     path = tmp_path / "callbacks.db"
     assert asyncio.run(SQLiteStore(path).upgrade()) == SCHEMA_VERSION
-    clauses, params = EventFilter(since=NOW - 3600, until=NOW).where_sql("?")
-    with sqlite3.connect(path) as conn:
-        plan = " ".join(
-            str(row[3])
-            for row in conn.execute(
-                f"EXPLAIN QUERY PLAN SELECT id FROM events{clauses} ORDER BY id DESC LIMIT 50",  # noqa: S608
-                params,
-            )
-        )
+    plan = _list_plan(path, EventFilter(since=NOW - 3600, until=NOW))
     assert "USING INDEX sqlite_autoindex_events_1 (id>? AND id<?)" in plan, plan
 
 
 @pytest.mark.postgres
 def test_postgres_schema_5_has_no_received_at_index(postgres_schema_url: str) -> None:
-    import psycopg
-
     from callbacks.store.postgres import EVENTS
 
-    store = make_postgres_v1(postgres_schema_url)()
-
-    async def main() -> None:
-        assert await store.upgrade() == SCHEMA_VERSION
-        await store.close()
-
-    asyncio.run(main())
-    with psycopg.connect(postgres_schema_url) as conn:
-        names = {
-            row[0]
-            for row in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
-            )
-        }
-    assert f"{EVENTS}_received" not in names
-    assert f"{EVENTS}_key_usage" in names  # kept: see the schema 5 migration's note
+    indexes = _postgres_indexes_after_upgrade(postgres_schema_url)
+    assert f"{EVENTS}_received" not in indexes
+    assert f"{EVENTS}_key_usage" in indexes  # kept: see the schema 5 migration's note
