@@ -57,7 +57,7 @@ FILTER_INDEXES = ("CREATE INDEX IF NOT EXISTS {events}_by_route ON {events} (rou
 # millisecond, so the primary key serves them and the received_at index is gone from both
 # stores; SQLite keeps key usage per key, written once a batch (see the SQLite store).
 _ID_MS_DIGITS = 12
-_ID_MS_MAX = 16**_ID_MS_DIGITS - 1
+_ID_MS_MAX: int = 16**_ID_MS_DIGITS - 1
 
 
 def first_id_from(moment: float) -> str | None:
@@ -74,9 +74,9 @@ def id_bound_before(moment: float) -> str | None:
 
 
 def _id_ms(moment: float) -> int | None:
-    if not (0 <= moment < _ID_MS_MAX / 1000):  # also NaN
+    if not (0 <= moment <= _ID_MS_MAX / 1000):  # also NaN
         return None
-    return int(moment * 1000)
+    return min(int(moment * 1000), _ID_MS_MAX)
 
 
 def new_delivery_id(now: float | None = None) -> str:
