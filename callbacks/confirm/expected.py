@@ -11,6 +11,7 @@ each job is polled by one of them at a time (``FOR UPDATE SKIP LOCKED``).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import sqlite3
@@ -129,14 +130,14 @@ def _job(row: Sequence[Any]) -> ExpectedJob:
     return ExpectedJob(*row)
 
 
-class _ExpectedJobsRules:
+class _ExpectedJobsRules(abc.ABC):
     """The expected-jobs rules, written once in ``?`` placeholders; a backend supplies ``_run``
     (one statement, committed) and its own claim, the one statement the two write differently."""
 
     _claim_sql: str
 
-    async def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
     async def expect(
         self,

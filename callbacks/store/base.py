@@ -195,15 +195,14 @@ class EventFilter:
         ``contains`` is the backend's "body holds these bytes" test, ``{}`` the placeholder."""
         clauses: list[str] = []
         params: list[Any] = []
-        since, until = self.since, self.until
         for column, op, value in (
             ("route", "=", self.route),
             ("status", "=", self.status),
-            ("received_at", ">=", since),
-            ("id", ">=", None if since is None else first_id_from(since)),
+            ("received_at", ">=", self.since),
+            ("id", ">=", None if self.since is None else first_id_from(self.since)),
             ("event_type", "=", self.event_type),
-            ("received_at", "<", until),
-            ("id", "<", None if until is None else id_bound_before(until)),
+            ("received_at", "<", self.until),
+            ("id", "<", None if self.until is None else id_bound_before(self.until)),
             ("key_id", "=", self.key_id),
             ("id", "<", self.before_id),
             ("id", ">", self.after_id),
@@ -428,11 +427,8 @@ def purge_where(
     operator asks for it, so retention cannot silently drop work still to be replayed.
     """
     statuses = "'delivered', 'duplicate', 'dead'" if include_dead else "'delivered', 'duplicate'"
-    where = f" WHERE received_at < {placeholder} AND status IN ({statuses})"
-    bound = id_bound_before(before)
-    if bound is None:
-        return where, (before,)
-    return f"{where} AND id < {placeholder}", (before, bound)
+    where, params = EventFilter(until=before).where_sql(placeholder)  # the time range's rule
+    return f"{where} AND status IN ({statuses})", params
 
 
 def reset_handler_state(state: str | bytes) -> str:
