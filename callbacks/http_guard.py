@@ -27,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from callbacks import metrics
 from callbacks.config import ServerConfig
+from callbacks.paired_writes import PairedWritesTransport
 
 
 def _answer(status: int, phrase: str, reason: str) -> bytes:
@@ -72,7 +73,8 @@ class ConnectionLimits:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the bounds this module describes."""
+    """uvicorn's httptools protocol with the bounds this module describes, writing each answer
+    in one send (:class:`~callbacks.paired_writes.PairedWritesTransport`)."""
 
     # uvicorn builds one protocol per connection from this class, imported by each worker
     # process; the app factory every worker runs first sets the limits here (configure).
@@ -103,7 +105,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(_TOO_MANY_CONNECTIONS)
             transport.close()
             return
-        super().connection_made(transport)
+        # Each answer's head and body in one send (see callbacks.paired_writes).
+        super().connection_made(PairedWritesTransport(transport, self.loop))
         self._arm(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
