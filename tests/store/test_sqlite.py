@@ -93,3 +93,20 @@ def test_callbacks_submitted_together_share_one_commit(tmp_path: Path) -> None:
         return commits
 
     assert asyncio.run(main()) <= 2
+
+
+def test_the_write_connection_keeps_statement_journals_in_memory(tmp_path: Path) -> None:
+    """A batch's INSERT otherwise spills its statement journal to a temporary file, a write per
+    page on the loop; the reader's large sorts still spill rather than grow the process."""
+
+    async def main() -> tuple[int, int]:
+        store = SQLiteStore(tmp_path / "callbacks.db")
+        await store.upgrade()
+        assert store._conn is not None
+        assert store._reader is not None
+        writer = store._conn.execute("PRAGMA temp_store").fetchone()[0]
+        reader = store._reader.execute("PRAGMA temp_store").fetchone()[0]
+        await store.close()
+        return writer, reader
+
+    assert asyncio.run(main()) == (2, 0)  # MEMORY, DEFAULT
