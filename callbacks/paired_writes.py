@@ -4,14 +4,14 @@ uvicorn writes a response's head (status line and headers) when the app sends
 ``http.response.start`` and its body when the app sends ``http.response.body``: two ``send``
 system calls and two TCP segments for every answer, which here are a few dozen bytes each. A
 send on loopback costs ~6 µs of CPU (the kernel delivers the segment to the reader within the
-call), as much as verifying a signature several times over, and a forged flood is answered
-with nothing but such small responses.
+call), more than verifying a SenseTime signature, and a forged flood is answered with nothing
+but such small responses.
 
 :class:`PairedWritesTransport` wraps a connection's transport and holds each write until the
 next write on that connection or the end of the event loop's current iteration, whichever
 comes first, so a head and the body sent right after it go out in one call. Nothing waits
-longer than the iteration that wrote it: a streamed response's head still leaves at once when
-its body is not ready.
+past the iteration that wrote it: a streamed response's head leaves at the end of that
+iteration when its body is not ready.
 """
 
 from __future__ import annotations
