@@ -171,6 +171,46 @@ def test_after_an_answer_the_next_head_must_come_within_the_timeout(server: Setu
         assert read_all(slow) == b""  # closed after header_timeout, well before WAIT
 
 
+def split_answers(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A connection's answers in order, each as (status line, body) by its Content-Length."""
+    answers = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"an answer cut off: {data!r}"
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        answers.append((head.split(b"\r\n", 1)[0], rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def test_pipelined_requests_are_each_answered_whole_and_in_order(server: Setup) -> None:
+    """Answers leave as one write each (a head waits for its body): sent back to back on one
+    connection, four requests get four complete answers in their order, then the close."""
+    base = time.time_ns()
+    signed = raw_request(server, base + 1)
+    at = signed.index(b'"signature":"') + len(b'"signature":"')
+    forged = signed[:at] + (b"1" if signed[at : at + 1] == b"0" else b"0") + signed[at + 1 :]
+    pipelined = (
+        raw_request(server, base)
+        + forged
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        + raw_request(server, base + 2).replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+    )
+    with connect(server) as s:
+        s.sendall(pipelined)
+        answers = split_answers(read_all(s))
+    assert [status for status, _ in answers] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 401 Unauthorized",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+    ]
+    assert b'"duplicate":false' in answers[0][1]
+    assert answers[1][1] == b'{"ok":false,"reason":"signature_mismatch"}'
+    assert answers[2][1] == b'{"status":"ok"}'
+    assert b'"duplicate":false' in answers[3][1]
+
+
 def test_connections_past_the_cap_are_refused_then_served_again(server: Setup) -> None:
     held = [connect(server) for _ in range(MAX_CONNECTIONS)]
     try:
