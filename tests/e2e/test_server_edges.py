@@ -131,6 +131,12 @@ def raw_request(setup: Setup, n: int) -> bytes:
     return head.encode() + b"\r\n" + req.body
 
 
+def content_length(head: bytes) -> int:
+    match = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert match is not None, f"no Content-Length in {head!r}"
+    return int(match.group(1))
+
+
 def read_response(s: socket.socket) -> bytes:
     """One answer on a kept-alive connection: its head and Content-Length bytes of body."""
     data = b""
@@ -139,7 +145,7 @@ def read_response(s: socket.socket) -> bytes:
         assert chunk, f"closed mid-answer after {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    length = content_length(head)
     while len(body) < length:
         chunk = s.recv(65536)
         assert chunk, "closed mid-body"
@@ -177,7 +183,7 @@ def split_answers(data: bytes) -> list[tuple[bytes, bytes]]:
     while data:
         head, sep, rest = data.partition(b"\r\n\r\n")
         assert sep, f"an answer cut off: {data!r}"
-        length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        length = content_length(head)
         answers.append((head.split(b"\r\n", 1)[0], rest[:length]))
         data = rest[length:]
     return answers
