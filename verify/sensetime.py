@@ -170,7 +170,11 @@ def _url_state(callback_url: str) -> Any:
             raise TypeError("callback_url must be a str")
         if len(_URL_STATES) >= _MAX_CACHED_URLS:
             _URL_STATES.clear()
-        state = _md5(callback_url.encode("utf-8"))
+        try:
+            encoded = callback_url.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: no configuration can hold them
+            raise ValueError("callback_url must be encodable as UTF-8") from None
+        state = _md5(encoded)
         _URL_STATES[callback_url] = state
     return state
 

@@ -428,6 +428,8 @@ urls = st.text(max_size=120)
 auth_keys = st.text(max_size=40)
 timestamps = st.integers(10**9, 10**10 - 1)
 any_char = st.characters()
+# What a configured URL can hold: a config file cannot carry a lone surrogate.
+url_char = st.characters(codec="utf-8")
 
 
 @FAST
@@ -445,9 +447,17 @@ def test_round_trip(url: str, key: str, ts: int, as_bytes: bool) -> None:
 def test_any_change_to_the_url_is_rejected(
     url: str, key: str, ts: int, data: st.DataObject
 ) -> None:
-    other = data.draw(mutations(url, any_char))
+    other = data.draw(mutations(url, url_char))
     with pytest.raises(SignatureMismatch):
         verify_sensetime_callback(other, body_for(url, key, ts), [key], clock=clock_at(ts))
+
+
+def test_a_callback_url_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    body = body_for("https://a.example/cb", "Key1", NOW)
+    with pytest.raises(ValueError, match="UTF-8") as caught:
+        verify_sensetime_callback("https://a.example/cb\ud800", body, ["Key1"], clock=clock_at(NOW))
+    assert not isinstance(caught.value, UnicodeEncodeError)  # ours, saying what is wrong
+    assert "Key1" not in str(caught.value)
 
 
 @FAST
