@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from callbacks import metrics
 from callbacks.config import ServerConfig
 from callbacks.paired_writes import PairedWritesTransport
+from callbacks.turn_output import turn_output
 
 
 def _answer(status: int, phrase: str, reason: str) -> bytes:
@@ -74,7 +75,8 @@ class ConnectionLimits:
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bounds this module describes, writing each answer
-    in one send (:class:`~callbacks.paired_writes.PairedWritesTransport`)."""
+    in one send after the log lines of its turn
+    (:class:`~callbacks.paired_writes.PairedWritesTransport`)."""
 
     # uvicorn builds one protocol per connection from this class, imported by each worker
     # process; the app factory every worker runs first sets the limits here (configure).
@@ -105,8 +107,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(_TOO_MANY_CONNECTIONS)
             transport.close()
             return
-        # Each answer's head and body in one send (see callbacks.paired_writes).
-        super().connection_made(PairedWritesTransport(transport, self.loop))
+        # Each answer's head and body in one send, after the turn's log lines (turn_output.py).
+        super().connection_made(PairedWritesTransport(transport, turn_output(self.loop)))
         self._arm(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import orjson
 import structlog
 
 from callbacks import metrics
+from callbacks.turn_output import current_turn
 
 _SECRET_FIELDS = frozenset(
     {"key", "secret", "signature", "token", "auth_key", "body", "raw", "stream_key", "password"}
@@ -71,22 +72,75 @@ class RejectionSampler:
             self._second = second
 
 
-class _DroppingBytesLogger(structlog.BytesLogger):
-    """A log line that cannot be written is dropped and counted, never raised: stdout on a full
-    disk (the same disk as the inbox, often) must not turn a callback's 503 into a 500."""
+class LineSink:
+    """Where JSON log lines go: a binary stream, a turn's worth of lines in one write.
+
+    In the thread of an event loop that answers connections, a line waits for the end of the
+    loop's turn and leaves with the turn's other lines, before the turn's answers
+    (:mod:`callbacks.turn_output`); anywhere else (threads, the CLI) it is written at once.
+
+    A line that cannot be written is dropped and counted, never raised: stdout on a full disk
+    (the same disk as the inbox, often) must not turn a callback's 503 into a 500.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def emit(self, line: bytes) -> None:
+        """``line`` ends in a newline."""
+        output = current_turn()
+        if output is None:
+            self.write_lines(line)
+        else:
+            output.hold_line(self, line)
+
+    def write_lines(self, data: bytes) -> None:
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            metrics.LOG_LINES_DROPPED.inc(data.count(b"\n"))
+
+
+class _SinkLogger:
+    """structlog's logger for rendered JSON lines (bytes): each to the sink."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: LineSink) -> None:
+        self._sink = sink
 
     def msg(self, message: bytes) -> None:
-        try:
-            super().msg(message)
-        except (OSError, ValueError):  # ValueError: the stream was closed
-            metrics.LOG_LINES_DROPPED.inc()
+        self._sink.emit(message + b"\n")
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
 
 
+class _SinkHandler(logging.Handler):
+    """The stdlib side (uvicorn's records) of the same lines, in the same order."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._sink.emit(line.encode("utf-8", "replace") + b"\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        metrics.LOG_LINES_DROPPED.inc()
+
+
 class _DroppingPrintLogger(structlog.PrintLogger):
-    __doc__ = _DroppingBytesLogger.__doc__
+    """The development console's lines, written at once: one that cannot be written is dropped
+    and counted, as :class:`LineSink` does."""
 
     def msg(self, message: str) -> None:
         try:
@@ -99,7 +153,7 @@ class _DroppingPrintLogger(structlog.PrintLogger):
 
 
 class _DroppingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The stdlib side (uvicorn's records) of the same rule."""
+    """The stdlib side (uvicorn's records) of the console's lines, dropped and counted alike."""
 
     def handleError(self, record: logging.LogRecord) -> None:
         metrics.LOG_LINES_DROPPED.inc()
@@ -139,8 +193,8 @@ def configure_logging(
 ) -> None:
     """Send structlog (and stdlib logging, e.g. uvicorn's) to stdout in one format.
 
-    JSON lines go out as orjson bytes through structlog's bytes logger, the cheap path for a line
-    per request; stdlib records take the same processors and a text renderer.
+    JSON lines go out as orjson bytes through one :class:`LineSink`, the cheap path for a line
+    per request; stdlib records take the same processors, a text renderer and the same sink.
     """
     shared: list[Any] = [
         structlog.processors.add_log_level,
@@ -148,22 +202,25 @@ def configure_logging(
         redact_secrets,
     ]
     logger_factory: Any
+    handler: logging.Handler
     if fmt == "console":
         renderer: Any = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         text_renderer: Any = renderer
         logger_factory = lambda *_: _DroppingPrintLogger(sys.stdout)  # noqa: E731
+        handler = _DroppingStreamHandler(sys.stdout)
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         text_renderer = structlog.processors.JSONRenderer(serializer=_orjson_text)
-        logger_factory = lambda *_: _DroppingBytesLogger(sys.stdout.buffer)  # noqa: E731
+        sink = LineSink(sys.stdout.buffer)
+        logger_factory = lambda *_: _SinkLogger(sink)  # noqa: E731
+        handler = _SinkHandler(sink)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
-    handler = _DroppingStreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, text_renderer],
