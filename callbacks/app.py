@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -130,8 +130,9 @@ def create_app(
         return Response(body, media_type=content_type)
 
     # Callback routes first: they take nearly all the traffic, and routes match in order.
+    endpoints = {r.path: CallbackEndpoint(receiver, r) for r in config.routes}
     routes: list[BaseRoute] = [
-        Route(r.path, CallbackEndpoint(receiver, r), methods=["POST"]) for r in config.routes
+        Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.items()
     ]
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
@@ -142,7 +143,10 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(InternalErrorGuard, receiver=receiver)],
+        middleware=[
+            Middleware(InternalErrorGuard, receiver=receiver),
+            Middleware(CallbackLane, endpoints=endpoints),
+        ],
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
     # Starlette answers a path that differs only by a trailing slash with a 307 to the other
@@ -190,6 +194,41 @@ class CallbackEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = await self.receiver.handle(Request(scope, receive), self.route)
         await answer(send)
+
+
+class CallbackLane:
+    """A POST to a callback route's path goes straight to its endpoint; every other request
+    (health, metrics, a 404, a GET on a callback path and its 405) goes on to the router.
+
+    The router finds the same endpoint, as callback routes come first in the table, after its
+    exception middleware, a regular-expression match per route and the method check: about 7 %
+    of an accepted callback's time on the loop, for nearly all the traffic. Only a path spelled
+    exactly as configured takes the lane (below the mount point when mounted, as the router
+    reads it); a route path with a ``{parameter}`` and every other spelling stay the router's.
+    """
+
+    def __init__(self, app: ASGIApp, endpoints: Mapping[str, CallbackEndpoint]) -> None:
+        self.app = app
+        self.endpoints = {path: e for path, e in endpoints.items() if "{" not in path}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.endpoints.get(_route_path(scope))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: below ``root_path`` (a mount point) when the path has it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
 class InternalErrorGuard:
