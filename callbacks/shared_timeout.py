@@ -66,10 +66,11 @@ class _Wait:
         self.state = _WAITING
 
     async def __aenter__(self) -> None:
-        task = asyncio.current_task()
+        # One look-up of the loop: in Python 3.11 each one is a getpid() system call.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("SharedTimeout should be used inside a task")
-        loop = asyncio.get_running_loop()
         self.task = task
         self.cancelling = task.cancelling()
         self.deadline = loop.time() + self.owner.seconds
