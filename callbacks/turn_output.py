@@ -84,8 +84,14 @@ class TurnOutput:
         self._scheduled = False
         self.write_lines()
         writes, self._writes = self._writes, []
+        failure: Exception | None = None
         for connection in writes:
-            connection.write_held()
+            try:
+                connection.write_held()
+            except Exception as exc:  # one connection's bug must not strand the others' answers
+                failure = failure or exc
+        if failure is not None:
+            raise failure  # to the loop's exception handler, once the rest are sent
 
     def _schedule(self) -> None:
         if not self._scheduled:

@@ -136,6 +136,29 @@ def test_an_aborted_connection_sends_nothing_and_the_lines_still_leave() -> None
     run(body)
 
 
+class Broken:
+    def write_held(self) -> None:
+        raise RuntimeError("a bug in one connection")
+
+
+def test_one_connection_failing_at_the_turns_end_strands_no_other_answer() -> None:
+    async def body(record: Record, sink: LineSink) -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        before, _ = connection(record)
+        after, _ = connection(record)
+        before.write(b"first")
+        turn_output.turn_output(loop).hold_writes(Broken())
+        after.write(b"second")
+        await asyncio.sleep(0)
+        assert record == [("send", b"first"), ("send", b"second")]
+        (context,) = reported
+        assert str(context["exception"]) == "a bug in one connection"
+
+    run(body)
+
+
 def test_a_turn_with_very_many_lines_writes_them_early_still_before_its_answers() -> None:
     async def body(record: Record, sink: LineSink) -> None:
         paired, _ = connection(record)
