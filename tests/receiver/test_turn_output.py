@@ -4,7 +4,6 @@ nothing held past its turn; lines written at once where no loop answers connecti
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
 import logging
 import sys
@@ -24,6 +23,7 @@ from callbacks.http_guard import GuardedHttpToolsProtocol
 from callbacks.logs import LineSink, configure_logging
 from callbacks.paired_writes import PairedWritesTransport
 from callbacks.turn_output import MAX_HELD_LINES, current_turn, write_every_held_line
+from tests.receiver.test_logs import FullDisk
 from tests.receiver.test_paired_writes import RecordingTransport
 
 Record = list[tuple[str, bytes]]
@@ -196,27 +196,27 @@ def test_lines_are_written_at_once_where_no_loop_answers_connections() -> None:
     asyncio.run(elsewhere())
 
 
-def stop_mid_turn(loop: asyncio.AbstractEventLoop, sink: LineSink, line: bytes) -> None:
-    """Run ``loop`` for one batch of callbacks that holds ``line`` and stops the loop: the
-    turn's end, scheduled for the next batch, never runs."""
+def stop_mid_turn(sink: LineSink, line: bytes) -> None:
+    """Run a loop for one batch of callbacks that holds ``line`` and stops the loop (the turn's
+    end, scheduled for the next batch, never runs), then close it."""
+    loop = asyncio.new_event_loop()
 
     def hold_and_stop() -> None:
         sink.emit(line)
         loop.stop()
 
-    turn_output.turn_output(loop)
-    loop.call_soon(hold_and_stop)
-    loop.run_forever()
+    try:
+        turn_output.turn_output(loop)
+        loop.call_soon(hold_and_stop)
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 def test_lines_held_when_a_loop_stopped_leave_before_anything_written_later() -> None:
     record: Record = []
     sink = sink_for(record)
-    loop = asyncio.new_event_loop()
-    try:
-        stop_mid_turn(loop, sink, b"held when the loop stopped\n")
-    finally:
-        loop.close()
+    stop_mid_turn(sink, b"held when the loop stopped\n")
     assert record == []
     sink.emit(b"after\n")
     assert record == [("log", b"held when the loop stopped\n"), ("log", b"after\n")]
@@ -225,21 +225,9 @@ def test_lines_held_when_a_loop_stopped_leave_before_anything_written_later() ->
 def test_lines_still_held_at_exit_are_written() -> None:
     record: Record = []
     sink = sink_for(record)
-    loop = asyncio.new_event_loop()
-    try:
-        stop_mid_turn(loop, sink, b"last words\n")
-    finally:
-        loop.close()
+    stop_mid_turn(sink, b"last words\n")
     write_every_held_line()  # what the interpreter runs at exit
     assert record == [("log", b"last words\n")]
-
-
-class FullDisk(io.RawIOBase):
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: object) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_turns_lines_that_cannot_be_written_are_each_counted_as_dropped() -> None:
