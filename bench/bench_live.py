@@ -18,6 +18,9 @@ bench_receiver.py's (b1), and the receiver rejecting a forged flood), one uvicor
    of them in the SQLite INSERT, against 1,868 kept and 10 % stopped, and 20 µs a row timed in
    the process itself. Stopping slows the server by about a fifth while it is profiled; the CPU
    per request it splits is measured in the same run.
+   Context switches per request (voluntary: a thread waited, e.g. the commit thread for its
+   fsync or the loop for its poll; involuntary: preempted) come from /proc under a separate 2 s
+   load before that, as py-spy and strace stop the process and each stop is a switch.
 2. With ``--strace``, a second, shorter load under ``strace -c -f`` counts system calls per
    request: ``epoll_wait`` per request is event-loop iterations per request, ``futex`` the
    cross-thread wake-ups, ``fdatasync``/``fsync`` the commits. strace slows the server a lot, so
@@ -112,6 +115,23 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of every thread of ``pid`` so far."""
+    voluntary = involuntary = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            name, _, value = line.partition(":")
+            if name == "voluntary_ctxt_switches":
+                voluntary += int(value)
+            elif name == "nonvoluntary_ctxt_switches":
+                involuntary += int(value)
+    return voluntary, involuntary
+
+
 def profile(
     kind: str, args: argparse.Namespace, workdir: Path, secret: str, rnd: int
 ) -> dict[str, float]:
@@ -131,6 +151,14 @@ def profile(
         probe(server.port, template, 401 if kind == "forged" else 200)
         url = server.base_url + CALLBACK_PATH
         run_wrk(wrk_command(url, template_path, f"w{rnd}{kind}", args.connections, 2))
+        # Context switches under load that neither py-spy nor strace disturbs (both stop the
+        # process, each stop a switch): a second warm load of its own.
+        switches_before = context_switches(server.proc.pid)
+        warm, _ = run_wrk(wrk_command(url, template_path, f"c{rnd}{kind}", args.connections, 2))
+        switches = [
+            (n - b) / max(int(warm["requests"]), 1)
+            for n, b in zip(context_switches(server.proc.pid), switches_before, strict=True)
+        ]
         raw = run_dir / "pyspy.txt"
         spy = subprocess.Popen(
             [
@@ -180,6 +208,8 @@ def profile(
     result["loop thread total"] = loop_us
     result["other threads (commit thread)"] = others / max(requests, 1) * 1e6
     result["req/s"] = requests / (stats["duration_us"] / 1e6)
+    result["context switches/req: voluntary"] = switches[0]
+    result["context switches/req: involuntary"] = switches[1]
     for name, per_request in strace.items():
         result[f"syscalls/req: {name}"] = per_request
     if not args.keep:
@@ -248,7 +278,14 @@ def main() -> int:
     def med(kind: str, key: str) -> float:
         return statistics.median(r.get(key, 0.0) for r in runs[kind])
 
-    keys = [*LAYERS, "loop thread total", "other threads (commit thread)", "req/s"]
+    keys = [
+        *LAYERS,
+        "loop thread total",
+        "other threads (commit thread)",
+        "req/s",
+        "context switches/req: voluntary",
+        "context switches/req: involuntary",
+    ]
     syscalls = sorted(
         {k for r in runs["receiver"] + runs["bare"] for k in r if k.startswith("syscalls/")},
         key=lambda k: -med("receiver", k),
