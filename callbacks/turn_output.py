@@ -17,8 +17,8 @@ the moment after, as Redis writes its append-only file before it replies to anyo
 The turn ends in a callback that the first thing held schedules with ``call_soon``: it runs at
 the start of the loop's next iteration, after that iteration's poll (which does not block, as
 something is ready). Only the thread running a loop holds anything, and only once its
-:func:`turn_output` is made (the server's protocol makes it per connection); elsewhere, lines
-are written at once.
+:func:`turn_output` is made (the server's protocol asks for it as each connection opens);
+elsewhere, lines are written at once.
 """
 
 from __future__ import annotations
