@@ -221,7 +221,8 @@ class CallbackLane:
 
 
 def _route_path(scope: Scope) -> str:
-    """The path the router matches: below ``root_path`` (a mount point) when the path has it."""
+    """The path the router matches: below ``root_path`` (a mount point) when the path has it.
+    Starlette's router computes it the same way, in a helper of its private ``_utils``."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if not root or not path.startswith(root):
