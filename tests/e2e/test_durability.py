@@ -6,8 +6,6 @@ on the one SQLite file (the kill takes the whole process group)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import sqlite3
 import threading
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.dispatch_support import log_records
 from tests.support import (
     Route,
     ServerProcess,
@@ -94,7 +93,8 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, workers: 
     assert not missing, f"{len(missing)} acknowledged callbacks are not in the store"
     delivered_at_kill = {i for i, s in status_at_kill.items() if s == "delivered"}
     # And each has its log line: a turn's lines are written before its answers are sent.
-    unlogged = acked - _logged_deliveries(server.output())
+    logged = {r["delivery_id"] for r in log_records(server) if r.get("event") == "callback"}
+    unlogged = acked - logged
     assert not unlogged, f"{len(unlogged)} acknowledged callbacks have no log line"
     before_kill = setup.delivered()
     first_run = {r["pid"] for r in before_kill}
@@ -125,17 +125,6 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, workers: 
     twice = {i for i, count in ends.items() if count > 1}
     assert twice <= {i for i, s in status_at_kill.items() if s == "pending"}
     assert all(count <= 2 for count in ends.values())
-
-
-def _logged_deliveries(output: str) -> set[str]:
-    """The delivery ids of the "callback" lines in the server's output (whole lines only: the
-    kill may cut a line that no answer waited for)."""
-    ids = set()
-    for line in output.splitlines():
-        if line.startswith("{") and '"event":"callback"' in line:
-            with contextlib.suppress(ValueError):
-                ids.add(json.loads(line)["delivery_id"])
-    return ids
 
 
 def _statuses(db: Path) -> dict[str, str]:
